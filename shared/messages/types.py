@@ -1,0 +1,30 @@
+"""Field types shared by every message: exact decimals and UTC timestamps."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+
+from shared.clock import ensure_utc
+from shared.money import to_decimal
+
+__all__ = ["Dec", "UtcDatetime"]
+
+
+def _parse_decimal(value: Any) -> Decimal:
+    # Strings on the wire; floats are refused so no producer can lose precision silently.
+    return to_decimal(value)
+
+
+Dec = Annotated[
+    Decimal,
+    BeforeValidator(_parse_decimal),
+    PlainSerializer(lambda d: str(d), return_type=str, when_used="json"),
+]
+"""A Decimal that travels as a string and round-trips exactly (``"0.00010"`` stays so)."""
+
+UtcDatetime = Annotated[datetime, AfterValidator(ensure_utc)]
+"""A timezone-aware datetime, normalised to UTC; naive values are rejected."""

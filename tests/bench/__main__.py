@@ -1,0 +1,29 @@
+"""``make bench``: one ``BENCH <name> key=value ...`` line per benchmark."""
+
+from __future__ import annotations
+
+import sys
+
+import uvloop
+
+from tests.bench import bus
+from tests.support.servers import HarnessError, resolve_redis
+
+
+def main() -> int:
+    try:
+        redis_url, server = resolve_redis()
+    except HarnessError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    try:
+        # The services run on uvloop (uvicorn picks it), so the benchmark does too.
+        print(uvloop.run(bus.run(redis_url)), flush=True)
+    finally:
+        if server:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

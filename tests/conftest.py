@@ -1,0 +1,71 @@
+"""Fixtures for every tier: a real Redis and a real Postgres, isolated per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import psycopg
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.bus import BusKeys, create_redis
+from shared.db import make_engine
+from tests.support.servers import HarnessError, resolve_postgres, resolve_redis
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    try:
+        url, server = resolve_redis()
+    except HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield url
+    if server:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    try:
+        url, server = resolve_postgres()
+    except HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield url
+    if server:
+        server.stop()
+
+
+@pytest.fixture
+def bus_keys() -> BusKeys:
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    return BusKeys(prefix=f"test-{uuid.uuid4().hex[:12]}:")
+
+
+@pytest.fixture
+async def redis(redis_url: str, bus_keys: BusKeys) -> AsyncIterator[Redis]:
+    client = create_redis(redis_url)
+    yield client
+    async for key in client.scan_iter(match=f"{bus_keys.prefix}*", count=500):
+        await client.delete(key)
+    await client.aclose()
+
+
+@pytest.fixture
+def pg_schema(database_url: str) -> Iterator[str]:
+    """A schema of this test's own, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(f'create schema "{schema}"')
+    yield schema
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(f'drop schema "{schema}" cascade')
+
+
+@pytest.fixture
+async def pg_engine(database_url: str, pg_schema: str) -> AsyncIterator[AsyncEngine]:
+    """An async engine whose connections see only this test's schema."""
+    engine = make_engine(database_url, connect_args={"options": f"-csearch_path={pg_schema}"})
+    yield engine
+    await engine.dispose()

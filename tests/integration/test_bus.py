@@ -1,0 +1,306 @@
+"""The bus against a real Redis: delivery, acks, dead letters, takeover, splitting, stop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from shared.bus import ENVELOPE_FIELD, Delivery, Publisher, StreamConsumer
+from shared.clock import LiveClock
+from shared.messages import Envelope, Payload, encode, new_envelope
+from tests.integration.bus_helpers import consuming, dead_letters, fast_settings, pending_count
+from tests.support.polling import eventually, metric
+from tests.support.samples import tick
+
+CLOCK = LiveClock()
+STREAM = "md.ticks"
+
+
+def _ticks(count: int) -> list[Envelope[Payload]]:
+    return [
+        new_envelope(tick(bid=f"{100 + i}.00", ask=f"{100 + i}.01"), CLOCK) for i in range(count)
+    ]
+
+
+async def test_every_message_is_handled_once_in_order_and_acked(redis, bus_keys):
+    publisher = Publisher(redis, keys=bus_keys)
+    seen: list[str] = []
+
+    async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        assert delivery.attempt == 1
+        seen.append(envelope.id)
+
+    sent = _ticks(50)
+    handled_before = metric("bus_handled_total", stream=STREAM, group="g")
+    async with consuming(redis, bus_keys, fast_settings(STREAM), handle):
+        for envelope in sent:
+            await publisher.publish(envelope)
+        await eventually(lambda: len(seen) == 50, what="all 50 handled")
+        assert await pending_count(redis, bus_keys, STREAM) == 0
+    assert seen == [envelope.id for envelope in sent]
+    assert metric("bus_handled_total", stream=STREAM, group="g") - handled_before == 50
+
+
+async def test_poison_entries_are_dead_lettered_with_reasons_and_the_consumer_goes_on(
+    redis, bus_keys
+):
+    stream_key = bus_keys.stream(STREAM)
+    good = new_envelope(tick(), CLOCK)
+    document = orjson.loads(encode(good))
+    handled: list[str] = []
+
+    async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        handled.append(envelope.id)
+
+    poison = [
+        {ENVELOPE_FIELD: b"{not json"},
+        {"something": b"else"},
+        {ENVELOPE_FIELD: orjson.dumps({**document, "type": "Teleported"})},
+        {ENVELOPE_FIELD: orjson.dumps({**document, "v": 99})},
+        {ENVELOPE_FIELD: orjson.dumps({**document, "data": {"product_id": "BTC-USD"}})},
+    ]
+    for fields in poison:
+        await redis.xadd(stream_key, fields)
+    await Publisher(redis, keys=bus_keys).publish(good)
+
+    async with consuming(redis, bus_keys, fast_settings(STREAM), handle):
+        await eventually(lambda: handled == [good.id], what="the good message after the poison")
+        letters = await eventually(
+            lambda: _when_len(dead_letters(redis, bus_keys, STREAM), 5), what="5 dead letters"
+        )
+    reasons = [letter["error"] for letter in letters]
+    assert "not JSON" in reasons[0]
+    assert "no 'env' field" in reasons[1]
+    assert "unknown message type 'Teleported'" in reasons[2]
+    assert "newer than the supported v1" in reasons[3]
+    assert "fails its schema" in reasons[4] and "best_bid" in reasons[4]
+    assert all(letter["reason"] == "malformed" for letter in letters)
+    assert letters[1]["something"] == "else"  # the original fields travel with the letter
+    assert await pending_count(redis, bus_keys, STREAM) == 0
+
+
+async def _when_len(coroutine, length):  # type: ignore[no-untyped-def]
+    result = await coroutine
+    return result if len(result) == length else None
+
+
+async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(redis, bus_keys):
+    attempts: list[int] = []
+
+    async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        attempts.append(delivery.attempt)
+        raise ValueError(f"cannot price {envelope.data.product_id}")  # type: ignore[attr-defined]
+
+    failed_before = metric("bus_failed_total", stream=STREAM, group="g")
+    async with consuming(redis, bus_keys, fast_settings(STREAM, max_deliveries=3), handle):
+        await Publisher(redis, keys=bus_keys).publish(new_envelope(tick(), CLOCK))
+        (letter,) = await eventually(
+            lambda: _when_len(dead_letters(redis, bus_keys, STREAM), 1), what="a dead letter"
+        )
+    assert attempts == [1, 2, 3]
+    assert letter["reason"] == "handler_failed"
+    assert letter["error"] == "ValueError: cannot price BTC-USD"
+    assert letter["attempts"] == "3"
+    assert metric("bus_failed_total", stream=STREAM, group="g") - failed_before == 3
+    assert await pending_count(redis, bus_keys, STREAM) == 0
+    assert not await redis.exists(bus_keys.errors(STREAM, "g"))
+
+
+async def test_a_transient_failure_is_retried_and_the_effect_happens_once(redis, bus_keys):
+    out = "test.out"
+    publisher = Publisher(redis, keys=bus_keys)
+    calls: list[int] = []
+
+    async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        calls.append(delivery.attempt)
+        delivery.publish(envelope, stream=out)
+        if delivery.attempt == 1:
+            raise ConnectionResetError("venue hiccup")  # the queued effect must not commit
+
+    async with consuming(redis, bus_keys, fast_settings(STREAM), handle):
+        await publisher.publish(new_envelope(tick(), CLOCK))
+        await eventually(lambda: calls == [1, 2], what="a retry")
+        await eventually(lambda: _pending_is(redis, bus_keys, 0), what="the ack")
+    assert await redis.xlen(bus_keys.stream(out)) == 1
+    assert await dead_letters(redis, bus_keys, STREAM) == []
+
+
+async def _pending_is(redis, keys, count):  # type: ignore[no-untyped-def]
+    return await pending_count(redis, keys, STREAM) == count
+
+
+async def test_a_consumer_killed_mid_handling_is_taken_over_and_effects_happen_once(
+    redis, bus_keys
+):
+    out = "test.out"
+    publisher = Publisher(redis, keys=bus_keys)
+    sent = _ticks(10)
+    victim_has_it = asyncio.Event()
+    handled_by: dict[str, list[str]] = {}
+
+    def handler(name: str, hang: bool):  # type: ignore[no-untyped-def]
+        async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+            handled_by.setdefault(envelope.id, []).append(name)
+            delivery.publish(envelope, stream=out)
+            if hang:
+                victim_has_it.set()
+                await asyncio.Event().wait()  # dies here: effects queued, nothing committed
+
+        return handle
+
+    victim = StreamConsumer(
+        redis, fast_settings(STREAM, "victim", batch_size=1), handler("victim", True), keys=bus_keys
+    )
+    victim_task = asyncio.create_task(victim.run())
+    for envelope in sent:
+        await publisher.publish(envelope)
+    await asyncio.wait_for(victim_has_it.wait(), 5)
+    victim_task.cancel()  # the process dies between handling and ack
+
+    survivor = fast_settings(STREAM, "survivor", claim_min_idle_ms=100)
+    async with consuming(redis, bus_keys, survivor, handler("survivor", False)):
+        await eventually(lambda: _pending_is(redis, bus_keys, 0), what="everything acked")
+    outputs = await redis.xrange(bus_keys.stream(out))
+    out_ids = [orjson.loads(fields[ENVELOPE_FIELD.encode()])["id"] for _id, fields in outputs]
+    assert sorted(out_ids) == sorted(envelope.id for envelope in sent)  # each exactly once
+    assert handled_by[sent[0].id] == ["victim", "survivor"]
+
+
+async def test_a_slow_handler_overtaken_by_a_claim_commits_nothing(redis, bus_keys):
+    out = "test.out"
+    publisher = Publisher(redis, keys=bus_keys)
+    release_slow = asyncio.Event()
+    slow_started = asyncio.Event()
+
+    async def slow(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        delivery.publish(envelope, stream=out)
+        slow_started.set()
+        await release_slow.wait()
+
+    async def fast(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        delivery.publish(envelope, stream=out)
+
+    duplicates_before = metric("bus_duplicates_total", stream=STREAM, group="g")
+    async with consuming(redis, bus_keys, fast_settings(STREAM, "slow"), slow):
+        await publisher.publish(new_envelope(tick(), CLOCK))
+        await asyncio.wait_for(slow_started.wait(), 5)
+        overtaker = fast_settings(STREAM, "fast", claim_min_idle_ms=100)
+        async with consuming(redis, bus_keys, overtaker, fast):
+            await eventually(lambda: _xlen_is(redis, bus_keys.stream(out), 1), what="fast commit")
+            release_slow.set()
+            await eventually(
+                lambda: (
+                    metric("bus_duplicates_total", stream=STREAM, group="g") > duplicates_before
+                ),
+                what="the slow commit to be refused",
+            )
+    assert await redis.xlen(bus_keys.stream(out)) == 1
+    assert await pending_count(redis, bus_keys, STREAM) == 0
+
+
+async def _xlen_is(redis, key, length):  # type: ignore[no-untyped-def]
+    return await redis.xlen(key) == length
+
+
+async def test_two_consumers_in_one_group_split_the_stream_without_duplicates(redis, bus_keys):
+    publisher = Publisher(redis, keys=bus_keys)
+    seen: dict[str, list[str]] = {"a": [], "b": []}
+
+    def handler(name: str):  # type: ignore[no-untyped-def]
+        async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+            seen[name].append(envelope.id)
+            await asyncio.sleep(0)  # let the other consumer run
+
+        return handle
+
+    sent = _ticks(300)
+    async with (
+        consuming(redis, bus_keys, fast_settings(STREAM, "a", batch_size=5), handler("a")),
+        consuming(redis, bus_keys, fast_settings(STREAM, "b", batch_size=5), handler("b")),
+    ):
+        for envelope in sent:
+            await publisher.publish(envelope)
+        await eventually(lambda: len(seen["a"]) + len(seen["b"]) >= 300, what="all handled")
+    everything = seen["a"] + seen["b"]
+    assert len(everything) == 300 and set(everything) == {envelope.id for envelope in sent}
+    assert seen["a"] and seen["b"], "both consumers should have taken a share"
+
+
+async def test_stop_finishes_the_message_in_hand_then_exits(redis, bus_keys):
+    publisher = Publisher(redis, keys=bus_keys)
+    in_hand = asyncio.Event()
+    may_finish = asyncio.Event()
+    finished: list[str] = []
+
+    async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        in_hand.set()
+        await may_finish.wait()
+        finished.append(envelope.id)
+
+    consumer = StreamConsumer(redis, fast_settings(STREAM, batch_size=10), handle, keys=bus_keys)
+    task = asyncio.create_task(consumer.run())
+    sent = _ticks(3)
+    for envelope in sent:
+        await publisher.publish(envelope)
+    await asyncio.wait_for(in_hand.wait(), 5)
+    consumer.stop()
+    may_finish.set()
+    await asyncio.wait_for(task, 5)
+    assert finished == [sent[0].id]
+    summary = await redis.xpending(bus_keys.stream(STREAM), "g")
+    assert summary["pending"] == 2  # delivered but not started: handled after a restart
+
+    restarted = StreamConsumer(redis, fast_settings(STREAM), handle, keys=bus_keys)
+    restart_task = asyncio.create_task(restarted.run())
+    await eventually(lambda: len(finished) == 3, what="the rest after restart")
+    restarted.stop()
+    await asyncio.wait_for(restart_task, 5)
+    assert finished == [envelope.id for envelope in sent]
+
+
+async def test_the_same_envelope_published_twice_is_handled_once(redis, bus_keys):
+    publisher = Publisher(redis, keys=bus_keys)
+    handled: list[str] = []
+
+    async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        handled.append(envelope.id)
+
+    envelope = new_envelope(tick(), CLOCK, message_id="derived-from-input-42")
+    async with consuming(redis, bus_keys, fast_settings(STREAM), handle):
+        await publisher.publish(envelope)
+        await publisher.publish(envelope)  # a producer redoing its work after a crash
+        await eventually(lambda: _pending_is_zero_after(redis, bus_keys, 2), what="both acked")
+    assert handled == [envelope.id]
+
+
+async def _pending_is_zero_after(redis, keys, delivered):  # type: ignore[no-untyped-def]
+    groups = await redis.xinfo_groups(keys.stream(STREAM))
+    return groups and groups[0]["entries-read"] == delivered and groups[0]["pending"] == 0
+
+
+async def test_streams_are_trimmed_to_about_maxlen(redis, bus_keys):
+    publisher = Publisher(redis, keys=bus_keys, maxlen=100)
+    for envelope in _ticks(1000):
+        await publisher.publish(envelope)
+    length = await redis.xlen(bus_keys.stream(STREAM))
+    assert 100 <= length < 300  # approximate trimming works in whole radix-tree nodes
+
+
+async def test_lag_and_pending_are_exported(redis, bus_keys):
+    publisher = Publisher(redis, keys=bus_keys)
+    for envelope in _ticks(7):
+        await publisher.publish(envelope)
+    gate = asyncio.Event()
+
+    async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        await gate.wait()
+
+    settings = fast_settings(STREAM, batch_size=1, claim_interval_s=0.05)
+    async with consuming(redis, bus_keys, settings, handle):
+        await eventually(
+            lambda: metric("bus_consumer_lag", stream=STREAM, group="g") == 6,
+            what="lag of 6 behind the one in hand",
+        )
+        assert metric("bus_consumer_pending", stream=STREAM, group="g") == 1
+        gate.set()
