@@ -41,7 +41,7 @@ class LiveClock:
     """The machine's wall clock."""
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(time.time_ns() / 1e9, tz=UTC)
+        return _from_ns(time.time_ns())
 
     def now_ns(self) -> int:
         return time.time_ns()
@@ -57,9 +57,7 @@ class SimulatedClock:
         self._ns = _to_ns(ensure_utc(start))
 
     def now(self) -> datetime:
-        # Integer arithmetic keeps microsecond precision exact over long simulations.
-        seconds, ns = divmod(self._ns, 1_000_000_000)
-        return datetime.fromtimestamp(seconds, tz=UTC) + timedelta(microseconds=ns // 1000)
+        return _from_ns(self._ns)
 
     def now_ns(self) -> int:
         return self._ns
@@ -81,6 +79,12 @@ class SimulatedClock:
     async def sleep(self, seconds: float) -> None:
         self.advance(max(0.0, seconds))
         await asyncio.sleep(0)
+
+
+def _from_ns(ns: int) -> datetime:
+    # Integer arithmetic: a float of nanoseconds since 1970 cannot hold microseconds exactly.
+    seconds, remainder = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, tz=UTC) + timedelta(microseconds=remainder // 1000)
 
 
 def _to_ns(moment: datetime) -> int:

@@ -20,8 +20,11 @@ from pydantic import SecretStr
 __all__ = ["REDACTED", "configure_logging", "get_logger", "register_secret", "redact_text"]
 
 REDACTED = "***"
+# A key that names a secret: it is, or ends in, one of these words (``api_secret``,
+# ``control_token``), but not ``tokens_granted`` or ``token_bucket_size``.
 _SECRET_KEY = re.compile(
-    r"(pass(word|wd)?|secret|token|api[_-]?key|authorization|credential|private[_-]?key|jwt)",
+    r"(^|[_-])(pass(word|wd)?|secret|token|api[_-]?key|authorization|credentials?"
+    r"|private[_-]?key|jwt)$",
     re.IGNORECASE,
 )
 # user:password@ in any URL (database and Redis DSNs).

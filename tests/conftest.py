@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Protocol
 
 import psycopg
 import pytest
@@ -15,26 +16,29 @@ from shared.db import make_engine
 from tests.support.servers import HarnessError, resolve_postgres, resolve_redis
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+def _server(resolve: Callable[[], tuple[str, Stoppable | None]]) -> Iterator[str]:
+    """The URL of a real server, stopping it afterwards if the harness started it."""
     try:
-        url, server = resolve_redis()
+        url, server = resolve()
     except HarnessError as exc:
         pytest.fail(str(exc), pytrace=False)
     yield url
     if server:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    yield from _server(resolve_redis)
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    try:
-        url, server = resolve_postgres()
-    except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield url
-    if server:
-        server.stop()
+    yield from _server(resolve_postgres)
 
 
 @pytest.fixture

@@ -148,6 +148,9 @@ class StreamConsumer:
                 self.connected = True
                 backoff = self.settings.reconnect_initial_s
             except _CONNECTION_ERRORS as exc:
+                # On reconnect, redo the start-up recovery: entries this consumer had in
+                # hand are handled at once instead of after claim_min_idle_ms.
+                self._group_ready = False
                 backoff = await self._wait_after_error("redis unavailable", exc, backoff)
             except ResponseError as exc:
                 if "NOGROUP" in str(exc):  # stream or group lost, e.g. Redis restarted empty

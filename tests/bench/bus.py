@@ -33,6 +33,15 @@ class _SettledConsumer(StreamConsumer):
         self.settled.set()
 
 
+async def _group_exists(redis: Redis, stream: str) -> None:
+    """Timing starts once the consumer has created its group."""
+    for _ in range(500):
+        if await redis.exists(stream) and await redis.xinfo_groups(stream):
+            return
+        await asyncio.sleep(0.01)
+    raise RuntimeError(f"consumer group on {stream} never appeared")
+
+
 def _percentile(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -60,7 +69,7 @@ async def _hops(redis: Redis, keys: BusKeys, count: int) -> list[float]:
     consumer.settled = asyncio.Event()
     publisher = Publisher(redis, keys=keys)
     task = asyncio.create_task(consumer.run())
-    await asyncio.sleep(0.2)  # let the group be created before timing starts
+    await _group_exists(redis, keys.stream("bench.hop"))
     samples = []
     for i in range(count + WARMUP):
         envelope = new_envelope(tick(), CLOCK)
@@ -90,7 +99,7 @@ async def _throughput(redis: Redis, keys: BusKeys, count: int) -> float:
     consumer = StreamConsumer(redis, settings, handle, keys=keys)
     publisher = Publisher(redis, keys=keys, maxlen=count * 2)
     task = asyncio.create_task(consumer.run())
-    await asyncio.sleep(0.2)
+    await _group_exists(redis, keys.stream("bench.tput"))
     started = time.perf_counter()
     for envelope in envelopes:
         await publisher.publish(envelope, stream="bench.tput")

@@ -74,8 +74,12 @@ async def test_a_service_serves_ops_endpoints_handles_its_stream_and_stops_clean
     for i in range(30):
         await publisher.publish(new_envelope(tick(bid=f"{100 + i}", ask=f"{101 + i}"), CLOCK))
     await eventually(lambda: _is(_rows(pg_engine), 30), what="30 rows in Postgres")
-    metrics = (await service.get("/metrics")).text
-    assert 'bus_handled_total{group="recorder",stream="md.ticks"} 30.0' in metrics
+
+    async def thirty_handled() -> bool:
+        metrics = (await service.get("/metrics")).text
+        return 'bus_handled_total{group="recorder",stream="md.ticks"} 30.0' in metrics
+
+    await eventually(thirty_handled, what="30 handled in /metrics")
 
     held = new_envelope(tick(product_id="HOLD-USD"), CLOCK)
     await publisher.publish(held)

@@ -37,7 +37,7 @@ async def test_every_message_is_handled_once_in_order_and_acked(redis, bus_keys)
         for envelope in sent:
             await publisher.publish(envelope)
         await eventually(lambda: len(seen) == 50, what="all 50 handled")
-        assert await pending_count(redis, bus_keys, STREAM) == 0
+        await eventually(lambda: _pending_is(redis, bus_keys, 0), what="all 50 acked")
     assert seen == [envelope.id for envelope in sent]
     assert metric("bus_handled_total", stream=STREAM, group="g") - handled_before == 50
 
@@ -77,7 +77,7 @@ async def test_poison_entries_are_dead_lettered_with_reasons_and_the_consumer_go
     assert "fails its schema" in reasons[4] and "best_bid" in reasons[4]
     assert all(letter["reason"] == "malformed" for letter in letters)
     assert letters[1]["something"] == "else"  # the original fields travel with the letter
-    assert await pending_count(redis, bus_keys, STREAM) == 0
+    await eventually(lambda: _pending_is(redis, bus_keys, 0), what="everything acked")
 
 
 async def _when_len(coroutine, length):  # type: ignore[no-untyped-def]
@@ -238,11 +238,11 @@ async def test_stop_finishes_the_message_in_hand_then_exits(redis, bus_keys):
         await may_finish.wait()
         finished.append(envelope.id)
 
+    sent = _ticks(3)
+    for envelope in sent:  # all three arrive in the consumer's first batch
+        await publisher.publish(envelope)
     consumer = StreamConsumer(redis, fast_settings(STREAM, batch_size=10), handle, keys=bus_keys)
     task = asyncio.create_task(consumer.run())
-    sent = _ticks(3)
-    for envelope in sent:
-        await publisher.publish(envelope)
     await asyncio.wait_for(in_hand.wait(), 5)
     consumer.stop()
     may_finish.set()

@@ -46,5 +46,12 @@ def test_secrets_never_reach_the_output(lines, capsys):
     assert "RuntimeError" in records[5]["exception"]
 
 
+def test_keys_that_merely_mention_a_secret_word_are_not_redacted(lines):
+    get_logger("t").info("granted", tokens_granted=5, token_bucket="public", control_token="x" * 8)
+    (line,) = lines()
+    assert line["tokens_granted"] == 5 and line["token_bucket"] == "public"
+    assert line["control_token"] == REDACTED
+
+
 def test_redact_text_leaves_ordinary_text_alone():
     assert redact_text("BTC-USD filled 0.1 at 64000") == "BTC-USD filled 0.1 at 64000"
