@@ -68,6 +68,13 @@ def pg_schema(database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_url(database_url: str, pg_schema: str) -> str:
+    """A URL whose connections see only this test's schema (for Alembic and subprocesses)."""
+    separator = "&" if "?" in database_url else "?"
+    return f"{database_url}{separator}options=-csearch_path%3D{pg_schema}"
+
+
+@pytest.fixture
 async def pg_engine(database_url: str, pg_schema: str) -> AsyncIterator[AsyncEngine]:
     """An async engine whose connections see only this test's schema."""
     engine = make_engine(database_url, connect_args={"options": f"-csearch_path={pg_schema}"})

@@ -15,7 +15,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus import BusKeys, ConsumerSettings, Delivery, StreamConsumer, create_redis
-from shared.db import METADATA, claim_message, make_engine
+from shared.db import claim_message, make_engine, upgrade
 from shared.logging import configure_logging, get_logger
 from shared.messages import Envelope, Payload, TickUpdated
 from shared.service import create_app, redis_ready, serve
@@ -75,8 +75,9 @@ def bootstrap(
     )
 
     async def create_tables() -> None:
+        # The real schema comes from the migrations, as the compose migrate step applies it.
+        await asyncio.to_thread(upgrade, settings.database_url)
         async with engine.begin() as connection:
-            await connection.run_sync(METADATA.create_all)
             await connection.run_sync(TABLES.create_all)
 
     async def postgres_ready() -> bool:

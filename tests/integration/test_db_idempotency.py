@@ -8,7 +8,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, s
 
 from shared.bus import Delivery, Publisher, StreamConsumer
 from shared.clock import LiveClock
-from shared.db import METADATA, claim_message
+from shared.db import claim_message, upgrade
 from shared.messages import Envelope, Payload, new_envelope
 from tests.integration.bus_helpers import consuming, fast_settings, pending_count
 from tests.support.polling import eventually
@@ -26,14 +26,14 @@ recorded = Table(
 )
 
 
-async def _create_tables(engine) -> None:  # type: ignore[no-untyped-def]
+async def _create_tables(engine, url: str) -> None:  # type: ignore[no-untyped-def]
+    await asyncio.to_thread(upgrade, url)
     async with engine.begin() as connection:
-        await connection.run_sync(METADATA.create_all)
         await connection.run_sync(EFFECTS.create_all)
 
 
-async def test_claim_message_is_first_come_and_released_by_a_rollback(pg_engine):
-    await _create_tables(pg_engine)
+async def test_claim_message_is_first_come_and_released_by_a_rollback(pg_engine, pg_url):
+    await _create_tables(pg_engine, pg_url)
     async with pg_engine.begin() as connection:
         assert await claim_message(connection, "risk", "m-1") is True
         assert await claim_message(connection, "risk", "m-1") is False
@@ -53,9 +53,9 @@ async def test_claim_message_is_first_come_and_released_by_a_rollback(pg_engine)
 
 
 async def test_a_consumer_killed_after_commit_before_ack_does_not_write_twice(
-    redis, bus_keys, pg_engine
+    redis, bus_keys, pg_engine, pg_url
 ):
-    await _create_tables(pg_engine)
+    await _create_tables(pg_engine, pg_url)
     publisher = Publisher(redis, keys=bus_keys)
     victim_committed = asyncio.Event()
 

@@ -10,21 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import Column, DateTime, MetaData, String, Table, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-__all__ = ["METADATA", "claim_message", "make_engine", "processed_messages", "sqlalchemy_url"]
+from shared.db.models import ProcessedMessage
 
-METADATA = MetaData()
-
-processed_messages = Table(
-    "processed_messages",
-    METADATA,
-    Column("consumer_group", String(128), primary_key=True),
-    Column("message_id", String(128), primary_key=True),
-    Column("handled_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
+__all__ = ["claim_message", "make_engine", "sqlalchemy_url"]
 
 
 def sqlalchemy_url(url: str | SecretStr) -> str:
@@ -49,9 +40,9 @@ async def claim_message(connection: AsyncConnection, consumer_group: str, messag
     rolls back, so does the claim, and the message can be handled again.
     """
     statement = (
-        insert(processed_messages)
+        insert(ProcessedMessage)
         .values(consumer_group=consumer_group, message_id=message_id)
         .on_conflict_do_nothing()
-        .returning(processed_messages.c.message_id)
+        .returning(ProcessedMessage.message_id)
     )
     return (await connection.execute(statement)).first() is not None

@@ -1,0 +1,30 @@
+"""Postgres: the engine, the schema (models and Alembic migrations), idempotent handling."""
+
+from shared.db.engine import claim_message, make_engine, sqlalchemy_url
+from shared.db.migrate import downgrade, upgrade
+from shared.db.models import (
+    METADATA,
+    Base,
+    ControlAction,
+    Fill,
+    Order,
+    ProcessedMessage,
+    RiskDecision,
+    SlippageCalibration,
+)
+
+__all__ = [
+    "METADATA",
+    "Base",
+    "ControlAction",
+    "Fill",
+    "Order",
+    "ProcessedMessage",
+    "RiskDecision",
+    "SlippageCalibration",
+    "claim_message",
+    "downgrade",
+    "make_engine",
+    "sqlalchemy_url",
+    "upgrade",
+]
