@@ -17,7 +17,10 @@ def ensure_utc(moment: datetime) -> datetime:
     """Return ``moment`` in UTC; a naive datetime is a bug and raises ``ValueError``."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"naive datetime {moment.isoformat()} has no timezone; use UTC")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is past the last UTC datetime
+        raise ValueError(f"{moment.isoformat()} is out of range in UTC") from None
 
 
 @runtime_checkable

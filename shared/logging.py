@@ -23,12 +23,13 @@ REDACTED = "***"
 # A key that names a secret: it is, or ends in, one of these words (``api_secret``,
 # ``control_token``), but not ``tokens_granted`` or ``token_bucket_size``.
 _SECRET_KEY = re.compile(
-    r"(^|[_-])(pass(word|wd)?|secret|token|api[_-]?key|authorization|credentials?"
-    r"|private[_-]?key|jwt)$",
+    r"(^|[_-])(pass(word|wd|phrase)?|secret([_-]?key)?|token|api[_-]?key|access[_-]?key"
+    r"|authorization|cookie|credentials?|private[_-]?key|jwt)$",
     re.IGNORECASE,
 )
-# user:password@ in any URL (database and Redis DSNs).
+# user:password@ in any URL (database and Redis DSNs), and password=... in key=value DSNs.
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*):(?P<pw>[^@/\s]+)@", re.I)
+_DSN_PASSWORD = re.compile(r"(?P<key>\bpassword=)[^&\s\"']+", re.I)
 _secrets: set[str] = set()
 
 
@@ -47,7 +48,8 @@ def redact_text(text: str) -> str:
     for secret in sorted(_secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, REDACTED)
-    return _URL_PASSWORD.sub(rf"\g<scheme>:{REDACTED}@", text)
+    text = _URL_PASSWORD.sub(rf"\g<scheme>:{REDACTED}@", text)
+    return _DSN_PASSWORD.sub(rf"\g<key>{REDACTED}", text)
 
 
 def _redact_value(key: str, value: Any) -> Any:
@@ -73,7 +75,8 @@ def _redact(
 
 
 def _serialize(value: Any, **_: Any) -> str:
-    return orjson.dumps(value, default=str).decode()
+    # Redact the finished line too: exception objects and bytes become text only here.
+    return redact_text(orjson.dumps(value, default=str).decode())
 
 
 def configure_logging(

@@ -71,14 +71,38 @@ def quantize(value: Decimal, increment: Decimal, rounding: Rounding) -> Decimal:
 
     The result carries the increment's exponent, so ``quantize(Decimal("1.5"),
     Decimal("0.01"), ...)`` is ``Decimal("1.50")``. Increments that are not powers of
-    ten (e.g. ``0.25``) are honoured too.
+    ten (e.g. ``0.25``) are honoured too. The arithmetic is exact: the precision is
+    raised to fit the operands, so no intermediate rounding can change the direction.
     """
+    if not isinstance(value, Decimal) or not isinstance(increment, Decimal):
+        raise MoneyError("quantize takes Decimal value and increment")
     if not value.is_finite():
         raise MoneyError(f"cannot quantize {value!r}")
     if not increment.is_finite() or increment <= 0:
         raise MoneyError(f"increment must be a positive number, got {increment!r}")
-    # A wide local context so large notionals with fine increments stay exact.
+    increment_exponent = int(increment.as_tuple().exponent)
+    digits = max(value.adjusted(), 0) - min(increment_exponent, 0) + 2
+    digits += len(increment.as_tuple().digits) + len(value.as_tuple().digits)
     with decimal.localcontext() as ctx:
-        ctx.prec = 60
-        steps = (value / increment).to_integral_value(rounding=rounding.value)
+        ctx.prec = max(28, digits)
+        ctx.traps[decimal.Inexact] = True  # exactness is the point; fail loudly otherwise
+        steps = value // increment  # truncated toward zero
+        remainder = value - steps * increment  # exact, same sign as value
+        steps += _step_adjustment(remainder, increment, steps, rounding)
         return (steps * increment).quantize(increment)
+
+
+def _step_adjustment(
+    remainder: Decimal, increment: Decimal, steps: Decimal, rounding: Rounding
+) -> int:
+    if remainder == 0:
+        return 0
+    if rounding is Rounding.FLOOR:
+        return -1 if remainder < 0 else 0
+    if rounding is Rounding.CEILING:
+        return 1 if remainder > 0 else 0
+    away = 1 if remainder > 0 else -1
+    twice = abs(remainder) * 2
+    if twice > increment or (twice == increment and steps % 2 != 0):
+        return away
+    return 0

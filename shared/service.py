@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 from redis.asyncio import Redis
 
-from shared.logging import get_logger
+from shared.logging import get_logger, redact_text
 from shared.settings import ServiceSettings
 
 __all__ = ["Hook", "ReadinessCheck", "Worker", "create_app", "redis_ready", "serve"]
@@ -114,7 +114,7 @@ async def _run_check(check: ReadinessCheck) -> str:
     except TimeoutError:
         return f"timed out after {READINESS_TIMEOUT_S}s"
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return redact_text(f"{type(exc).__name__}: {exc}")
     return "ok" if ok else "not ready"
 
 
@@ -122,7 +122,7 @@ def _task_failure(task: asyncio.Task[None]) -> str:
     if task.cancelled():
         return "cancelled"
     error = task.exception()
-    return f"stopped: {type(error).__name__}: {error}" if error else "stopped"
+    return redact_text(f"stopped: {type(error).__name__}: {error}") if error else "stopped"
 
 
 async def _stop_workers(
@@ -137,7 +137,10 @@ async def _stop_workers(
         _log.warning("worker did not stop in time; cancelling", worker=task.get_name())
         task.cancel()
     if late:
-        await asyncio.wait(late)
+        # A cancel can be swallowed inside a library; shutdown must not hang on it.
+        _done, stuck = await asyncio.wait(late, timeout=5)
+        for task in stuck:
+            _log.error("worker ignored cancellation; abandoning it", worker=task.get_name())
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Protocol
 
 import psycopg
 import pytest
+from hypothesis import settings
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bus import BusKeys, create_redis
 from shared.db import make_engine
 from tests.support.servers import HarnessError, resolve_postgres, resolve_redis
+
+# CI replays the same examples every run, so a red build is reproducible; locally each run
+# explores new ones.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 class Stoppable(Protocol):

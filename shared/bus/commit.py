@@ -50,7 +50,11 @@ class Delivery:
     outbox: list[tuple[str, bytes]] = field(default_factory=list)
 
     def publish(self, envelope: Envelope[Any], *, stream: str | None = None) -> None:
-        """Publish ``envelope`` when, and only when, this entry is acked: exactly once."""
+        """Publish ``envelope`` atomically with this entry's ack.
+
+        Exactly once while the consumer deduplicates (``handled_ttl_s`` set); without
+        markers a redelivered entry publishes again.
+        """
         self.outbox.append((stream or envelope.data.STREAM, encode(envelope)))
 
 

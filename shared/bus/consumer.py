@@ -272,7 +272,12 @@ class StreamConsumer:
 
     async def _process(self, raw: list[tuple[str, Fields]], *, attempts: dict[str, int]) -> None:
         entries = []
+        trimmed = [entry_id for entry_id, fields in raw if not fields]
+        if trimmed:  # still pending for us, but the stream no longer holds them
+            await self._dead_letters.report_trimmed(trimmed)
         for entry_id, fields in raw:
+            if not fields:
+                continue
             envelope = await self._decode_or_dead_letter(entry_id, fields)
             if envelope is not None:
                 entries.append(_Entry(entry_id, fields, envelope, attempts.get(entry_id, 1)))
@@ -296,8 +301,9 @@ class StreamConsumer:
             if raw is None:
                 raise MessageError(f"entry has no {ENVELOPE_FIELD!r} field")
             return decode(raw, self._registry)
-        except MessageError as exc:
-            await self._dead_letters.move(entry_id, fields, "malformed", str(exc), attempt=1)
+        except Exception as exc:  # one bad entry must never hold up the rest of its batch
+            error = str(exc) if isinstance(exc, MessageError) else f"{type(exc).__name__}: {exc}"
+            await self._dead_letters.move(entry_id, fields, "malformed", error, attempt=1)
             return None
 
     async def _already_handled(self, entries: list[_Entry]) -> list[bool]:

@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 
 from shared.bus import metrics
 from shared.bus.keys import BusKeys
-from shared.logging import get_logger
+from shared.logging import get_logger, redact_text
 
 if TYPE_CHECKING:
     from shared.bus.consumer import ConsumerSettings
@@ -37,7 +37,7 @@ class DeadLetters:
         record.update(
             {
                 "reason": reason,
-                "error": error[:2000],
+                "error": redact_text(error)[:2000],
                 "source_stream": self._settings.stream,
                 "source_id": entry_id,
                 "group": self._settings.group,
@@ -73,7 +73,10 @@ class DeadLetters:
 
     async def report_trimmed(self, entry_ids: list[str]) -> None:
         """Pending entries the stream trimmed away before anyone handled them: data loss."""
-        await self._redis.hdel(self._errors_key, *entry_ids)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self._stream_key, self._settings.group, *entry_ids)
+            pipe.hdel(self._errors_key, *entry_ids)
+            await pipe.execute()
         metrics.DEAD_LETTERED.labels(*self._labels, "trimmed").inc(len(entry_ids))
         _log.error(
             "pending entries were trimmed before being handled; raise the stream maxlen",

@@ -14,8 +14,8 @@ def create_redis(url: str | SecretStr) -> Redis:
     """A client sized for blocking stream reads, retrying a command on a dropped connection.
 
     Retrying is safe for the bus: a retried XADD that had in fact reached Redis leaves a
-    second entry with the same envelope id, which consumers skip as already handled; the
-    commit script and acks are idempotent by themselves.
+    second entry with the same envelope id, which deduplicating consumers skip; a retried
+    commit script finds its own marker and only acks (with deduplication on).
     """
     raw = url.get_secret_value() if isinstance(url, SecretStr) else url
     return Redis.from_url(

@@ -51,7 +51,10 @@ def warning_at(check: str, file: str, path: str, message: str, hint: str, **valu
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    """A JSON-safe copy: anything a YAML file can hold must render in the report."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if isinstance(value, (str, float, bool)) or value is None:
         return value
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]

@@ -26,5 +26,13 @@ Dec = Annotated[
 ]
 """A Decimal that travels as a string and round-trips exactly (``"0.00010"`` stays so)."""
 
-UtcDatetime = Annotated[datetime, AfterValidator(ensure_utc)]
+
+def _refuse_numbers(value: Any) -> Any:
+    # pydantic would read 1700000000 as seconds (and larger numbers as milliseconds).
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError("timestamps travel as ISO 8601 text with a timezone, not numbers")
+    return value
+
+
+UtcDatetime = Annotated[datetime, BeforeValidator(_refuse_numbers), AfterValidator(ensure_utc)]
 """A timezone-aware datetime, normalised to UTC; naive values are rejected."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 import orjson
+from pydantic import model_validator
 
 from shared.bus import ENVELOPE_FIELD, Delivery, Publisher, StreamConsumer
 from shared.clock import LiveClock
-from shared.messages import Envelope, Payload, encode, new_envelope
+from shared.messages import Envelope, MessageRegistry, Payload, encode, new_envelope
 from tests.integration.bus_helpers import consuming, dead_letters, fast_settings, pending_count
 from tests.support.polling import eventually, metric
 from tests.support.samples import tick
@@ -259,7 +261,7 @@ async def test_stop_finishes_the_message_in_hand_then_exits(redis, bus_keys):
     assert finished == [envelope.id for envelope in sent]
 
 
-async def test_the_same_envelope_published_twice_is_handled_once(redis, bus_keys):
+async def test_the_same_envelope_twice_in_one_batch_is_handled_once(redis, bus_keys):
     publisher = Publisher(redis, keys=bus_keys)
     handled: list[str] = []
 
@@ -304,3 +306,152 @@ async def test_lag_and_pending_are_exported(redis, bus_keys):
         )
         assert metric("bus_consumer_pending", stream=STREAM, group="g") == 1
         gate.set()
+
+
+async def test_an_entry_that_breaks_decoding_unexpectedly_does_not_hold_up_its_batch(
+    redis, bus_keys
+):
+    document = orjson.loads(encode(new_envelope(tick(), CLOCK)))
+    document["data"]["exchange_time"] = "9999-12-31T23:59:59-01:00"  # overflows in UTC
+    good = _ticks(5)
+    handled: list[str] = []
+
+    async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        handled.append(envelope.id)
+
+    publisher = Publisher(redis, keys=bus_keys)
+    for envelope in good[:2]:
+        await publisher.publish(envelope)
+    await redis.xadd(bus_keys.stream(STREAM), {ENVELOPE_FIELD: orjson.dumps(document)})
+    for envelope in good[2:]:
+        await publisher.publish(envelope)
+    async with consuming(redis, bus_keys, fast_settings(STREAM, batch_size=16), handle):
+        await eventually(lambda: len(handled) == 5, what="the five good entries")
+        (letter,) = await eventually(
+            lambda: _when_len(dead_letters(redis, bus_keys, STREAM), 1), what="one dead letter"
+        )
+        await eventually(lambda: _pending_is(redis, bus_keys, 0), what="everything acked")
+    assert handled == [envelope.id for envelope in good]
+    assert letter["reason"] == "malformed" and "out of range" in letter["error"]
+
+
+async def test_an_entry_whose_consumers_keep_dying_is_dead_lettered_after_max_deliveries(
+    redis, bus_keys
+):
+    await Publisher(redis, keys=bus_keys).publish(new_envelope(tick(), CLOCK))
+    for life in range(3):  # max_deliveries is 3: three consumers die handling it
+        entered = asyncio.Event()
+
+        async def die(
+            envelope: Envelope[Payload], delivery: Delivery, entered: asyncio.Event = entered
+        ) -> None:
+            entered.set()
+            await asyncio.Event().wait()
+
+        settings = fast_settings(STREAM, f"doomed-{life}", claim_min_idle_ms=100)
+        task = asyncio.create_task(StreamConsumer(redis, settings, die, keys=bus_keys).run())
+        await asyncio.wait_for(entered.wait(), 5)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    called: list[str] = []
+
+    async def never(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        called.append(envelope.id)
+
+    survivor = fast_settings(STREAM, "survivor", claim_min_idle_ms=100)
+    async with consuming(redis, bus_keys, survivor, never):
+        (letter,) = await eventually(
+            lambda: _when_len(dead_letters(redis, bus_keys, STREAM), 1), what="a dead letter"
+        )
+    assert called == []
+    assert letter["reason"] == "max_deliveries" and letter["attempts"] == "4"
+    assert letter["error"] == "consumer died while handling it"
+
+
+async def test_a_duplicate_in_a_later_batch_is_skipped_without_calling_the_handler(redis, bus_keys):
+    publisher = Publisher(redis, keys=bus_keys)
+    handled: list[str] = []
+
+    async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        handled.append(envelope.id)
+
+    envelope = new_envelope(tick(), CLOCK, message_id="derived-from-input-7")
+    async with consuming(redis, bus_keys, fast_settings(STREAM, batch_size=1), handle):
+        await publisher.publish(envelope)
+        await eventually(lambda: _pending_is_zero_after(redis, bus_keys, 1), what="first acked")
+        duplicates_before = metric("bus_duplicates_total", stream=STREAM, group="g")
+        await publisher.publish(envelope)
+        await eventually(lambda: _pending_is_zero_after(redis, bus_keys, 2), what="second acked")
+    assert handled == [envelope.id]
+    assert metric("bus_duplicates_total", stream=STREAM, group="g") == duplicates_before + 1
+
+
+async def test_entries_trimmed_while_pending_are_counted_and_acked_on_restart(redis, bus_keys):
+    publisher = Publisher(redis, keys=bus_keys)
+    for envelope in _ticks(3):
+        await publisher.publish(envelope)
+    entered = asyncio.Event()
+
+    async def hang(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    settings = fast_settings(STREAM, "c1", batch_size=10)
+    task = asyncio.create_task(StreamConsumer(redis, settings, hang, keys=bus_keys).run())
+    await asyncio.wait_for(entered.wait(), 5)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await redis.xtrim(bus_keys.stream(STREAM), maxlen=0, approximate=False)
+
+    trimmed_before = metric("bus_dead_lettered_total", stream=STREAM, group="g", reason="trimmed")
+
+    async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        raise AssertionError("nothing is left to handle")
+
+    async with consuming(redis, bus_keys, settings, handle):
+        await eventually(lambda: _pending_is(redis, bus_keys, 0), what="trimmed entries acked")
+    trimmed = metric("bus_dead_lettered_total", stream=STREAM, group="g", reason="trimmed")
+    assert trimmed - trimmed_before == 3
+
+
+class _Exploding(Payload):
+    """A payload whose validation fails with something other than a ValueError."""
+
+    TYPE: ClassVar[str] = "Exploding"
+    VERSION: ClassVar[int] = 1
+    STREAM: ClassVar[str] = STREAM
+
+    product_id: str
+
+    @model_validator(mode="after")
+    def _explode(self) -> _Exploding:
+        if self.product_id == "BOOM-USD":
+            raise RuntimeError("validator bug")
+        return self
+
+
+async def test_any_decoding_failure_dead_letters_only_that_entry(redis, bus_keys):
+    registry = MessageRegistry([_Exploding])
+    handled: list[str] = []
+
+    async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        handled.append(envelope.data.product_id)  # type: ignore[attr-defined]
+
+    publisher = Publisher(redis, keys=bus_keys)
+    for product_id in ("A-USD", "BOOM-USD", "B-USD"):
+        await publisher.publish(new_envelope(_Exploding(product_id="A-USD"), CLOCK).model_copy(
+            update={"data": _Exploding.model_construct(product_id=product_id)}
+        ))  # fmt: skip
+    consumer = StreamConsumer(redis, fast_settings(STREAM), handle, keys=bus_keys,
+                              registry=registry)  # fmt: skip
+    task = asyncio.create_task(consumer.run())
+    try:
+        await eventually(lambda: handled == ["A-USD", "B-USD"], what="both good entries")
+        (letter,) = await eventually(
+            lambda: _when_len(dead_letters(redis, bus_keys, STREAM), 1), what="a dead letter"
+        )
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 5)
+    assert letter["reason"] == "malformed" and letter["error"] == "RuntimeError: validator bug"

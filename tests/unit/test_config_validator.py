@@ -130,7 +130,9 @@ def mutated_configs(draw: st.DrawFn) -> dict[str, Any]:
         try:
             for part in path[:-1]:
                 parent = parent[part]
-            action = draw(st.sampled_from(["replace", "delete", "add"]))
+            # At the top level only whole files are replaced: the dict's keys are file names.
+            actions = ["replace", "delete", "add"] if len(path) > 1 else ["replace"]
+            action = draw(st.sampled_from(actions))
             if action == "replace":
                 parent[path[-1]] = draw(leaves)
             elif action == "delete" and isinstance(parent, dict):

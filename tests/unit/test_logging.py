@@ -36,10 +36,13 @@ def test_secrets_never_reach_the_output(lines, capsys):
     except RuntimeError:
         log.exception("failure")
     logging.getLogger("library").warning("library says control-token-123")
+    log.info("objects", error=RuntimeError("bad token control-token-123"), raw=b"control-token-123")
+    log.info("more keys", secret_key="sk-1", access_key="ak-1", passphrase="pp-1", cookie="c-1")
+    log.info("kv dsn", dsn="host=db user=trader password=hunter22 dbname=trading")
     records = lines()
     text = orjson.dumps(records).decode()
     for leaked in ("whatever-it-is", "abc.def", "MHcCAQEEIBsecretsecret", "control-token-123",
-                   "hunter22", "another-secret-value"):  # fmt: skip
+                   "hunter22", "another-secret-value", "sk-1", "ak-1", "pp-1", "c-1"):  # fmt: skip
         assert leaked not in text
     assert records[0]["api_secret"] == REDACTED
     assert "postgresql://trader:***@db:5432/trading" == records[3]["dsn"]

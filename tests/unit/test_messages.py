@@ -85,6 +85,8 @@ def _raw(**changes):
         (_raw(data_exchange_time="2026-03-01T12:00:00"), MalformedMessage, "exchange_time"),
         (_raw(data_surprise=1), MalformedMessage, "surprise"),
         (_raw(id=""), MalformedMessage, "id"),
+        (_raw(data_exchange_time=1700000000), MalformedMessage, "ISO 8601"),
+        (_raw(data_exchange_time="9999-12-31T23:59:59-01:00"), MalformedMessage, "out of range"),
     ],
 )
 def test_bad_entries_raise_one_typed_error_with_a_reason(raw, error, words):

@@ -29,6 +29,19 @@ def test_quantize_rounds_in_the_stated_direction(value, increment, rounding, exp
     assert str(result) == expected
 
 
+def test_quantize_is_exact_however_many_digits():
+    just_below_one = Decimal("0." + "9" * 70)
+    assert quantize(just_below_one, Decimal(1), Rounding.FLOOR) == 0
+    assert quantize(just_below_one, Decimal(1), Rounding.CEILING) == 1
+    assert quantize(Decimal("-2.5"), Decimal(1), Rounding.HALF_EVEN) == -2
+    assert quantize(Decimal("-3.5"), Decimal(1), Rounding.HALF_EVEN) == -4
+
+
+def test_quantize_refuses_floats():
+    with pytest.raises(MoneyError):
+        quantize(0.1, Decimal("0.01"), Rounding.FLOOR)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("increment", ["0", "-0.01", "NaN", "Infinity"])
 def test_quantize_refuses_a_nonsense_increment(increment):
     with pytest.raises(MoneyError):
