@@ -35,7 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from shared.bus import metrics
 from shared.bus.commit import Committer, Delivery
 from shared.bus.dead_letter import DeadLetters
-from shared.bus.keys import BusKeys
+from shared.bus.keys import BusKeys, text
 from shared.bus.publisher import ENVELOPE_FIELD
 from shared.logging import get_logger
 from shared.messages import REGISTRY, Envelope, MessageError, MessageRegistry, Payload, decode
@@ -227,12 +227,12 @@ class StreamConsumer:
                 count=self.settings.batch_size,
             )
             if deleted:
-                await self._dead_letters.report_trimmed([_text(i) for i in deleted])
-            entries = [(_text(i), f) for i, f in claimed if f is not None]
+                await self._dead_letters.report_trimmed([text(i) for i in deleted])
+            entries = [(text(i), f) for i, f in claimed if f is not None]
             claimed_total += len(entries)
             if entries:
                 await self._process(entries, attempts=await self._delivery_counts(entries))
-            start = _text(start_raw)
+            start = text(start_raw)
             if start == "0-0":
                 break
         return claimed_total
@@ -246,7 +246,7 @@ class StreamConsumer:
             count=len(entries) + 100,
             consumername=self.settings.consumer,
         )
-        return {_text(row["message_id"]): int(row["times_delivered"]) for row in pending}
+        return {text(row["message_id"]): int(row["times_delivered"]) for row in pending}
 
     async def _monitor_lag(self) -> None:
         """Export lag and pending on its own schedule, so a stuck handler still shows up."""
@@ -264,7 +264,7 @@ class StreamConsumer:
 
     async def _update_lag(self) -> None:
         for group in await self._redis.xinfo_groups(self._stream_key):
-            if _text(group["name"]) == self.settings.group:
+            if text(group["name"]) == self.settings.group:
                 metrics.CONSUMER_PENDING.labels(*self._labels).set(group.get("pending") or 0)
                 metrics.CONSUMER_LAG.labels(*self._labels).set(group.get("lag") or 0)
 
@@ -357,12 +357,8 @@ class StreamConsumer:
             await self._redis.hset(self._errors_key, entry.entry_id, error)
 
 
-def _text(value: bytes | str | int) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _entries(response: Any) -> list[tuple[str, Fields]]:
     """Flatten an XREADGROUP reply (``[[stream, [(id, fields), ...]], ...]``)."""
     return [
-        (_text(entry_id), fields) for _stream, batch in response or () for entry_id, fields in batch
+        (text(entry_id), fields) for _stream, batch in response or () for entry_id, fields in batch
     ]

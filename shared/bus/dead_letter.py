@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 
 from shared.bus import metrics
-from shared.bus.keys import BusKeys
+from shared.bus.keys import BusKeys, text
 from shared.logging import get_logger, redact_text
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class DeadLetters:
     async def give_up(self, entry_id: str, fields: dict[bytes, bytes], attempt: int) -> None:
         """Delivered more than ``max_deliveries`` times: dead-letter with the last error seen."""
         last_error = await self._redis.hget(self._errors_key, entry_id)
-        error = _text(last_error) if last_error else "consumer died while handling it"
+        error = text(last_error) if last_error else "consumer died while handling it"
         await self.move(entry_id, fields, "max_deliveries", error, attempt)
 
     async def report_trimmed(self, entry_ids: list[str]) -> None:
@@ -85,7 +85,3 @@ class DeadLetters:
             entry_ids=entry_ids[:20],
             count=len(entry_ids),
         )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

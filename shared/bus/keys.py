@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BusKeys"]
+__all__ = ["BusKeys", "text"]
 
 
 @dataclass(frozen=True)
@@ -27,3 +27,8 @@ class BusKeys:
     def errors(self, name: str, group: str) -> str:
         """Hash of entry id -> last handler error, kept until the entry is acked."""
         return f"{self.prefix}bus:errors:{name}:{group}"
+
+
+def text(value: bytes | str | int) -> str:
+    """A Redis reply field as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -31,11 +31,6 @@ class Check:
     run: Callable[[AppConfig, Mapping[str, str]], Problems]
 
 
-def _asset_cap(config: AppConfig, product_id: str) -> Decimal:
-    risk = config.policy.risk
-    return risk.asset_caps_pct.get(product_id, risk.default_asset_cap_pct)
-
-
 # --- the ten checks of the product's history ------------------------------------------
 
 
@@ -56,7 +51,7 @@ def asset_cap_within_theme(config: AppConfig, _env: Mapping[str, str]) -> Proble
         theme_cap = risk.theme_caps_pct.get(product.theme)
         if theme_cap is None:
             continue  # reported by universe_theme_capped
-        cap = _asset_cap(config, product.product_id)
+        cap = risk.asset_cap_pct(product.product_id)
         if cap > theme_cap:
             explicit = product.product_id in risk.asset_caps_pct
             path = (

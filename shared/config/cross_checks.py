@@ -143,7 +143,7 @@ def caps_that_never_bind(config: AppConfig, _env: Mapping[str, str]) -> Problems
     risk = config.policy.risk
     for theme, cap in risk.theme_caps_pct.items():
         members = [p.product_id for p in config.universe.enabled_products() if p.theme == theme]
-        reachable = sum((_asset_cap(config, product_id) for product_id in members), Decimal(0))
+        reachable = sum((risk.asset_cap_pct(product_id) for product_id in members), Decimal(0))
         if members and cap > reachable:
             yield warning_at(
                 "caps_that_never_bind", POLICY, f"risk.theme_caps_pct.{theme}",
@@ -168,8 +168,3 @@ def caps_that_never_bind(config: AppConfig, _env: Mapping[str, str]) -> Problems
             daily_loss_limit_pct=risk.daily_loss_limit_pct,
             max_drawdown_pct=risk.max_drawdown_pct,
         )  # fmt: skip
-
-
-def _asset_cap(config: AppConfig, product_id: str) -> Decimal:
-    risk = config.policy.risk
-    return risk.asset_caps_pct.get(product_id, risk.default_asset_cap_pct)

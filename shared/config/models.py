@@ -77,6 +77,10 @@ class RiskPolicy(_Strict):
     daily_loss_limit_pct: PositivePct = Decimal("3")
     max_drawdown_pct: PositivePct = Decimal("10")
 
+    def asset_cap_pct(self, product_id: str) -> Decimal:
+        """The cap that applies to ``product_id``: its own, else the default."""
+        return self.asset_caps_pct.get(product_id, self.default_asset_cap_pct)
+
 
 class ExecutionPolicy(_Strict):
     maker_wait_ttl_s: Seconds = 20.0
