@@ -276,11 +276,16 @@ class StreamConsumer:
         if trimmed:  # still pending for us, but the stream no longer holds them
             await self._dead_letters.report_trimmed(trimmed)
         for entry_id, fields in raw:
+            attempt = attempts.get(entry_id, 1)
             if not fields:
+                continue
+            if attempt > self.settings.max_deliveries:
+                # Before decoding: an entry that kills its consumer while decoding ends here.
+                await self._dead_letters.give_up(entry_id, fields, attempt)
                 continue
             envelope = await self._decode_or_dead_letter(entry_id, fields)
             if envelope is not None:
-                entries.append(_Entry(entry_id, fields, envelope, attempts.get(entry_id, 1)))
+                entries.append(_Entry(entry_id, fields, envelope, attempt))
         handled_before = await self._already_handled(entries)
         handled_now: set[str] = set()  # the same envelope twice in one batch
         for entry, done in zip(entries, handled_before, strict=True):
@@ -288,8 +293,6 @@ class StreamConsumer:
                 return  # the rest stays pending for this consumer, handled on restart
             if done or entry.envelope.id in handled_now:
                 await self._ack_duplicate(entry.entry_id)
-            elif entry.attempt > self.settings.max_deliveries:
-                await self._dead_letters.give_up(entry.entry_id, entry.fields, entry.attempt)
             elif await self._handle(entry) and self.settings.handled_ttl_s is not None:
                 handled_now.add(entry.envelope.id)
 
