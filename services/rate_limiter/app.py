@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -159,6 +160,32 @@ def _router(limiter: RedisLimiter) -> APIRouter:
     return router
 
 
+class UtilizationReporter:
+    """Exports each channel's utilization every ``interval_s`` for Prometheus to scrape."""
+
+    def __init__(self, limiter: RedisLimiter, interval_s: float = 1.0) -> None:
+        self._limiter = limiter
+        self._interval_s = interval_s
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for name in sorted(self._limiter.channels):
+                    usage = await self._limiter.usage(name)
+                    UTILIZATION.labels(name, "1s").set(usage.utilization_1s)
+                    UTILIZATION.labels(name, "60s").set(usage.utilization_60s)
+            except RedisError:
+                REDIS_ERRORS.inc()  # readiness reports it; the next round tries again
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=self._interval_s)
+            except TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 def bootstrap(settings: RateLimiterSettings, redis: Redis | None = None) -> FastAPI:
     """The service's app; the config is validated and loaded before anything is served."""
     config = load_config(settings.config_dir)
@@ -170,6 +197,7 @@ def bootstrap(settings: RateLimiterSettings, redis: Redis | None = None) -> Fast
 
     return create_app(
         settings,
+        workers=[UtilizationReporter(limiter)],
         readiness={"redis": redis_ready(redis)},
         on_shutdown=[close],
         routers=[_router(limiter)],

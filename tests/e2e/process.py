@@ -34,10 +34,14 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ServiceProcess:
+        return self.start_args([])
+
+    def start_args(self, args: list[str]) -> ServiceProcess:
+        """Start ``python -m module *args`` with this object's environment and port."""
         env = {**os.environ, **self.env, "HTTP_PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module], cwd=ROOT, env=env, stdout=log, stderr=log
+            [sys.executable, "-m", self.module, *args], cwd=ROOT, env=env, stdout=log, stderr=log
         )
         log.close()
         return self
@@ -47,14 +51,19 @@ class ServiceProcess:
             return await client.get(path)
 
     async def wait_ready(self, within: float = 30) -> None:
+        await self.wait_http("/readyz", within)
+
+    async def wait_http(self, path: str, within: float = 30) -> None:
+        """Until ``path`` answers 200 on this object's port."""
+
         async def ready() -> bool:
             self._fail_if_exited()
             try:
-                return (await self.get("/readyz")).status_code == 200
+                return (await self.get(path)).status_code == 200
             except httpx.TransportError:
                 return False
 
-        await eventually(ready, within=within, what=f"{self.module} ready; log:\n{self.log()}")
+        await eventually(ready, within=within, what=f"{self.module} {path}; log:\n{self.log()}")
 
     def _fail_if_exited(self) -> None:
         if self.process and self.process.poll() is not None:

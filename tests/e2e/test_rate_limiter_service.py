@@ -62,6 +62,16 @@ async def test_tokens_feedback_and_channels_over_http(limiter_env, started):
         assert channels[0]["rate_per_s"] == 15 and channels[0]["burst"] == 15
         metrics = (await http.get("/metrics")).text
         assert 'ratelimit_tokens_granted_total{channel="private"} 16.0' in metrics
+
+        async def utilization_exported() -> bool:
+            text = (await http.get("/metrics")).text
+            sample = 'ratelimit_utilization_ratio{channel="private",window="60s"} '
+            values = [float(line[len(sample) :]) for line in text.splitlines()
+                      if line.startswith(sample)]  # fmt: skip
+            return values == [pytest.approx(16 / (15 * 60))]
+
+        # 15 + 1 private tokens in one second, exported on its own schedule: 16 / (15 * 60)
+        await eventually(utilization_exported, within=5, what="utilization in /metrics")
         assert 'ratelimit_429_reported_total{channel="public"} 1.0' in metrics
 
 
