@@ -292,9 +292,10 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "rate_limits_within_coinbase",
-        "rate_per_s and burst <= Coinbase's limit per channel "
+        "rate_per_s + burst - 1 <= Coinbase's limit per channel "
         "(public 10/s, private 30/s, websocket 8/s)",
-        "Budgets above the venue's limits produce 429s and, repeated, bans.",
+        "A token bucket lets up to rate + burst - 1 requests out in one second; above the "
+        "venue's per-second limit that means 429s and, repeated, bans.",
         cross.rate_limits_within_coinbase,
     ),
     Check(

@@ -110,19 +110,15 @@ def unique_names(config: AppConfig, _env: Mapping[str, str]) -> Problems:
 def rate_limits_within_coinbase(config: AppConfig, _env: Mapping[str, str]) -> Problems:
     for channel, limit in COINBASE_LIMITS_PER_S.items():
         budget = getattr(config.ratelimits, channel)
-        if budget.rate_per_s > limit:
+        most_in_a_second = budget.rate_per_s + budget.burst - 1
+        if most_in_a_second > limit:
             yield error_at(
                 "rate_limits_within_coinbase", RATELIMITS, f"{channel}.rate_per_s",
-                f"{channel} budget {budget.rate_per_s}/s exceeds Coinbase's limit of {limit}/s",
-                f"set {channel}.rate_per_s to at most {limit}", rate_per_s=budget.rate_per_s,
-                limit_per_s=limit,
-            )  # fmt: skip
-        if budget.burst > limit:
-            yield error_at(
-                "rate_limits_within_coinbase", RATELIMITS, f"{channel}.burst",
-                f"{channel} burst {budget.burst} could send more than Coinbase's {limit} "
-                "requests in one second",
-                f"set {channel}.burst to at most {limit}", burst=budget.burst, limit_per_s=limit,
+                f"{channel} allows up to {most_in_a_second} requests in one second "
+                f"(rate_per_s + burst - 1), above Coinbase's limit of {limit}",
+                f"lower {channel}.rate_per_s or {channel}.burst so that rate + burst - 1 "
+                f"<= {limit}",
+                rate_per_s=budget.rate_per_s, burst=budget.burst, limit_per_s=limit,
             )  # fmt: skip
 
 

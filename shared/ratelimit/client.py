@@ -34,6 +34,7 @@ __all__ = [
 
 _log = get_logger("shared.ratelimit")
 FALLBACK = Gauge("ratelimit_client_fallback", "1 while using the local fallback bucket.")
+MAX_HOLD_S = 3600.0
 FALLBACK_DECISIONS = Counter(
     "ratelimit_client_fallback_decisions_total", "Tokens decided locally.", ["channel"]
 )
@@ -77,6 +78,8 @@ class RateLimitClient:
         }  # fmt: skip
         self._probe_interval_s = probe_interval_s
         self._fallback_since: float | None = None
+        self._probing = False
+        self._held_until: dict[str, float] = {}
 
     @property
     def in_fallback(self) -> bool:
@@ -84,50 +87,78 @@ class RateLimitClient:
 
     async def acquire(self, channel: str, cost: int = 1, max_wait_s: float = 10.0) -> Decision:
         """Wait until ``cost`` tokens of ``channel`` are ours; raise if that is too long."""
-        decision = await self._decide(channel, cost, max_wait_s)
-        if not decision.granted:
-            raise RateLimitExceeded(channel, decision.wait_s)
-        if decision.wait_s > 0:
-            await asyncio.sleep(decision.wait_s)
-        return decision
+        while True:
+            decision = await self._decide(channel, cost, max_wait_s)
+            if not decision.granted:
+                raise RateLimitExceeded(channel, decision.wait_s)
+            if decision.wait_s > 0:
+                await asyncio.sleep(decision.wait_s)
+            held_for = self._held_until.get(channel, 0.0) - time.monotonic()
+            if held_for <= 0:
+                return decision
+            # A 429 arrived while this grant waited: it is void; sit out the hold, ask again.
+            await asyncio.sleep(held_for)
 
     async def report_429(self, channel: str, retry_after_s: float) -> None:
-        """Tell the shared limiter (and the local bucket) to hold ``channel`` back."""
+        """Hold ``channel`` back here at once, and tell the shared limiter."""
+        retry_after_s = min(max(retry_after_s, 0.0), MAX_HOLD_S)
+        until = time.monotonic() + retry_after_s
+        self._held_until[channel] = max(self._held_until.get(channel, 0.0), until)
         self._local[channel].hold_until(_now_us() + round(retry_after_s * 1e6))
         try:
-            await self._http.post(
+            response = await self._http.post(
                 "/v1/feedback", json={"channel": channel, "retry_after_s": retry_after_s}
             )
         except httpx.TransportError as exc:
             _log.warning("could not report a 429 to the rate limiter", error=str(exc))
+            return
+        if response.status_code != 200:
+            _log.warning(
+                "the rate limiter did not take a 429 report",
+                status=response.status_code,
+                body=response.text[:200],
+            )
 
     async def _decide(self, channel: str, cost: int, max_wait_s: float) -> Decision:
         if channel not in self._local:
             raise RateLimitError(f"unknown channel {channel!r}")
-        if not self._should_use_local():
-            try:
-                response = await self._http.post(
-                    "/v1/tokens",
-                    json={"channel": channel, "cost": cost, "max_wait_s": max_wait_s},
-                )
-            except httpx.TransportError as exc:
-                self._enter_fallback(f"{type(exc).__name__}: {exc}")
-            else:
-                if response.status_code == 200:
-                    self._leave_fallback()
-                    body = response.json()
-                    return Decision(body["granted"], body["wait_s"])
-                if response.status_code >= 500:
-                    self._enter_fallback(f"HTTP {response.status_code}")
-                else:
-                    raise RateLimitError(f"rate limiter refused the request: {response.text}")
+        if self._may_ask_service():
+            decision = await self._ask_service(channel, cost, max_wait_s)
+            if decision is not None:
+                return decision
         FALLBACK_DECISIONS.labels(channel).inc(cost)
         return self._local[channel].reserve(_now_us(), cost, max_wait_s)
 
-    def _should_use_local(self) -> bool:
+    async def _ask_service(self, channel: str, cost: int, max_wait_s: float) -> Decision | None:
+        """The service's decision, or None after switching to the local fallback."""
+        probing = self.in_fallback
+        self._probing = probing
+        try:
+            response = await self._http.post(
+                "/v1/tokens", json={"channel": channel, "cost": cost, "max_wait_s": max_wait_s}
+            )
+            if response.status_code == 422:  # our request is wrong: no fallback hides that
+                raise RateLimitError(f"rate limiter refused the request: {response.text}")
+            if response.status_code != 200:
+                self._enter_fallback(f"HTTP {response.status_code}")
+                return None
+            body = response.json()
+            decision = Decision(bool(body["granted"]), float(body["wait_s"]))
+        except (httpx.TransportError, ValueError, KeyError, TypeError) as exc:
+            self._enter_fallback(f"{type(exc).__name__}: {exc}")
+            return None
+        finally:
+            if probing:
+                self._probing = False
+        self._leave_fallback()
+        return decision
+
+    def _may_ask_service(self) -> bool:
+        """Outside fallback always; in fallback, one probe at a time every probe interval."""
         if self._fallback_since is None:
-            return False
-        return time.monotonic() - self._fallback_since < self._probe_interval_s
+            return True
+        due = time.monotonic() - self._fallback_since >= self._probe_interval_s
+        return due and not self._probing
 
     def _enter_fallback(self, reason: str) -> None:
         if self._fallback_since is None:
@@ -178,13 +209,14 @@ def coinbase_channel(request: httpx.Request) -> str:
 def retry_after_seconds(headers: httpx.Headers, default_s: float = 1.0) -> float:
     """How long a 429 asks us to wait: Retry-After, else x-ratelimit-reset, else a default.
 
-    ``x-ratelimit-reset`` is read as UNIX seconds when it looks like one, else as seconds
-    from now; the body of a 429 (often HTML) is never parsed.
+    ``x-ratelimit-reset`` is read as UNIX milliseconds or seconds when it looks like one
+    (then the local clock is used), else as seconds from now; the result is capped at an
+    hour. The body of a 429 (often HTML) is never parsed.
     """
     retry_after = headers.get("retry-after")
     if retry_after:
         try:
-            return max(0.0, float(retry_after))
+            return min(max(0.0, float(retry_after)), MAX_HOLD_S)
         except ValueError:
             try:
                 moment = parsedate_to_datetime(retry_after)
@@ -197,7 +229,11 @@ def retry_after_seconds(headers: httpx.Headers, default_s: float = 1.0) -> float
             value = float(reset)
         except ValueError:
             return default_s
-        return max(0.0, value - time.time()) if value > 1e9 else max(0.0, value)
+        if value > 1e12:  # UNIX milliseconds
+            value = value / 1000 - time.time()
+        elif value > 1e9:  # UNIX seconds
+            value -= time.time()
+        return min(max(0.0, value), MAX_HOLD_S)
     return default_s
 
 

@@ -18,9 +18,15 @@ A 429 from the venue empties the bucket until the venue's reset time:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-__all__ = ["Decision", "LocalLimiter", "reserve"]
+__all__ = ["Decision", "LocalLimiter", "interval_us", "reserve"]
+
+
+def interval_us(rate_per_s: float) -> int:
+    """Microseconds per token, rounded up so the rate is never exceeded by rounding."""
+    return max(1, math.ceil(1_000_000 / rate_per_s))
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class LocalLimiter:
     def __init__(self, rate_per_s: float, burst: int) -> None:
         if rate_per_s <= 0 or burst < 1:
             raise ValueError("rate must be positive and burst at least 1")
-        self.interval_us = max(1, round(1_000_000 / rate_per_s))
+        self.interval_us = interval_us(rate_per_s)
         self.burst = burst
         self._tat_us = 0
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from redis.asyncio import Redis
 
 from shared.config.models import ChannelBudget, RateLimitsConfig
-from shared.ratelimit.gcra import Decision
+from shared.ratelimit.gcra import Decision, interval_us
 
 __all__ = ["ChannelUsage", "RedisLimiter", "UnknownChannel"]
 
@@ -29,9 +29,11 @@ if wait > tonumber(ARGV[4]) then
   return {0, wait, now}
 end
 redis.call('HSET', KEYS[1], 'tat', string.format('%d', new_tat))
-local second = math.floor(send_at / 1000000)
-redis.call('HINCRBY', KEYS[2], second, cost)
-redis.call('HDEL', KEYS[2], second - 120)
+-- Usage by the second the tokens are used in. Reads cover the last 60 s and grants are
+-- at most 60 s ahead, so a field 121 s old is never needed; an idle key expires.
+redis.call('HINCRBY', KEYS[2], math.floor(send_at / 1000000), cost)
+redis.call('HDEL', KEYS[2], math.floor(now / 1000000) - 121)
+redis.call('EXPIRE', KEYS[2], 300)
 return {1, wait, now}
 """
 
@@ -97,7 +99,7 @@ class RedisLimiter:
         ]
 
     def _interval_us(self, budget: ChannelBudget) -> int:
-        return max(1, round(1_000_000 / float(budget.rate_per_s)))
+        return interval_us(float(budget.rate_per_s))
 
     async def reserve(self, channel: str, cost: int, max_wait_s: float) -> Decision:
         """Reserve ``cost`` tokens, waiting at most ``max_wait_s``; refusals consume nothing."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Iterator
 
@@ -42,13 +43,13 @@ async def _service(started: list[ServiceProcess], env: dict[str, str]) -> Servic
 async def test_tokens_feedback_and_channels_over_http(limiter_env, started):
     service = await _service(started, limiter_env)
     async with httpx.AsyncClient(base_url=service.base_url, timeout=5) as http:
-        first = (await http.post("/v1/tokens", json={"channel": "private", "cost": 15})).json()
-        assert first == {"channel": "private", "cost": 15, "granted": True, "wait_s": 0.0}
+        first = (await http.post("/v1/tokens", json={"channel": "private", "cost": 10})).json()
+        assert first == {"channel": "private", "cost": 10, "granted": True, "wait_s": 0.0}
         queued = (
             await http.post("/v1/tokens", json={"channel": "private", "max_wait_s": 1})
         ).json()
         assert queued["granted"] and 0 < queued["wait_s"] <= 1 / 15 + 0.01
-        refused = await http.post("/v1/tokens", json={"channel": "private", "cost": 15,
+        refused = await http.post("/v1/tokens", json={"channel": "private", "cost": 10,
                                                       "max_wait_s": 0})  # fmt: skip
         assert refused.json()["granted"] is False
         held = await http.post("/v1/feedback", json={"channel": "public", "retry_after_s": 3})
@@ -59,18 +60,18 @@ async def test_tokens_feedback_and_channels_over_http(limiter_env, started):
         assert after_429["granted"] and after_429["wait_s"] >= 3.0
         channels = (await http.get("/v1/channels")).json()
         assert [c["channel"] for c in channels] == ["private", "public", "websocket"]
-        assert channels[0]["rate_per_s"] == 15 and channels[0]["burst"] == 15
+        assert channels[0]["rate_per_s"] == 15 and channels[0]["burst"] == 10
         metrics = (await http.get("/metrics")).text
-        assert 'ratelimit_tokens_granted_total{channel="private"} 16.0' in metrics
+        assert 'ratelimit_tokens_granted_total{channel="private"} 11.0' in metrics
 
         async def utilization_exported() -> bool:
             text = (await http.get("/metrics")).text
             sample = 'ratelimit_utilization_ratio{channel="private",window="60s"} '
             values = [float(line[len(sample) :]) for line in text.splitlines()
                       if line.startswith(sample)]  # fmt: skip
-            return values == [pytest.approx(16 / (15 * 60))]
+            return values == [pytest.approx(11 / (15 * 60))]
 
-        # 15 + 1 private tokens in one second, exported on its own schedule: 16 / (15 * 60)
+        # 10 + 1 private tokens, exported on its own schedule: 11 / (15 * 60)
         await eventually(utilization_exported, within=5, what="utilization in /metrics")
         assert 'ratelimit_429_reported_total{channel="public"} 1.0' in metrics
 
@@ -80,7 +81,7 @@ BAD_REQUESTS = [
     ({"channel": "public", "cost": 0}, 422, "greater than or equal to 1"),
     ({"channel": "public", "cost": -3}, 422, "greater than or equal to 1"),
     ({"channel": "public", "cost": 10**9}, 422, "less than or equal to 1000"),
-    ({"channel": "public", "cost": 11}, 422, "exceeds the public burst of 10"),
+    ({"channel": "private", "cost": 11}, 422, "exceeds the private burst of 10"),
     ({"channel": "public", "max_wait_s": -1}, 422, "max_wait_s"),
     ({"channel": "public", "surprise": 1}, 422, "surprise"),
     ({"cost": 1}, 422, "channel"),
@@ -114,6 +115,9 @@ async def test_redis_down_means_503_then_recovery(started, bus_keys):
             own.kill()
             down = await http.post("/v1/tokens", json={"channel": "public"})
             assert down.status_code == 503 and "fallback" in down.text
+            client = RateLimitClient(http, load_config(ROOT / "config").ratelimits)
+            await client.acquire("private", 1, max_wait_s=1)  # decided locally, after the 503
+            assert client.in_fallback
             assert (await http.get("/healthz")).status_code == 200
             assert (await http.get("/readyz")).status_code == 503
             own.start()
@@ -171,9 +175,25 @@ async def test_an_unreachable_service_means_a_local_bucket_not_unthrottled_sends
     dead = f"http://127.0.0.1:{free_port()}"
     async with httpx.AsyncClient(base_url=dead, timeout=0.5) as http:
         limiter = RateLimitClient(http, config, fallback_fraction=0.5)
-        waits = [(await limiter.acquire("public", 1, max_wait_s=0)).wait_s for _ in range(5)]
+        waits = [(await limiter.acquire("private", 1, max_wait_s=0)).wait_s for _ in range(5)]
         assert limiter.in_fallback and metric("ratelimit_client_fallback") == 1
         with pytest.raises(RateLimitExceeded) as refused:
-            await limiter.acquire("public", 1, max_wait_s=0)
-    assert waits == [0.0] * 5  # half the burst of 10
-    assert refused.value.wait_s == pytest.approx(0.2, abs=0.01)  # half the rate: 5/s
+            await limiter.acquire("private", 1, max_wait_s=0)
+    assert waits == [0.0] * 5  # half the private burst of 10
+    assert refused.value.wait_s == pytest.approx(1 / 7.5, abs=0.01)  # half the rate of 15/s
+
+
+async def test_a_429_voids_grants_already_waiting_in_the_same_process():
+    config = load_config(ROOT / "config").ratelimits
+    dead = f"http://127.0.0.1:{free_port()}"
+    async with httpx.AsyncClient(base_url=dead, timeout=0.5) as http:
+        limiter = RateLimitClient(http, config, fallback_fraction=1.0)
+        for _ in range(10):  # the whole private burst
+            await limiter.acquire("private", 1, max_wait_s=0)
+        queued = asyncio.create_task(limiter.acquire("private", 1, max_wait_s=5))
+        await asyncio.sleep(0)  # it now waits about 1/15 s for its token
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await limiter.report_429("private", retry_after_s=0.5)
+        await queued
+        assert loop.time() - started >= 0.5  # it sat out the hold instead of sending

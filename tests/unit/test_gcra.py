@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
 import httpx
 from hypothesis import given
 from hypothesis import strategies as st
@@ -36,7 +40,7 @@ def test_no_window_of_a_second_ever_holds_more_than_rate_plus_burst(sequence, bu
     sends.sort()
     for index, (start, _cost) in enumerate(sends):
         in_window = sum(cost for at, cost in sends[index:] if at < start + 1_000_000)
-        assert in_window <= rate + burst
+        assert in_window <= rate + burst - 1  # exact: a full bucket, then one per interval
 
 
 @given(requests)
@@ -71,7 +75,14 @@ def test_the_coinbase_channel_follows_the_path():
 
 
 def test_retry_after_is_read_from_the_headers_never_the_body():
+    now = time.time()
+    in_ten = format_datetime(datetime.fromtimestamp(now + 10, UTC), usegmt=True)
     assert retry_after_seconds(httpx.Headers({"retry-after": "3"})) == 3.0
+    assert 8 <= retry_after_seconds(httpx.Headers({"retry-after": in_ten})) <= 10
     assert retry_after_seconds(httpx.Headers({"x-ratelimit-reset": "2.5"})) == 2.5
+    unix_s = httpx.Headers({"x-ratelimit-reset": str(int(now) + 5)})
+    unix_ms = httpx.Headers({"x-ratelimit-reset": str(int(now * 1000) + 5000)})
+    assert 3.5 <= retry_after_seconds(unix_s) <= 5 and 3.5 <= retry_after_seconds(unix_ms) <= 5
+    assert retry_after_seconds(httpx.Headers({"retry-after": "99999999"})) == 3600
     assert retry_after_seconds(httpx.Headers({"retry-after": "soon"})) == 1.0
     assert retry_after_seconds(httpx.Headers({})) == 1.0
