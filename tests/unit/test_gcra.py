@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.ratelimit import LocalLimiter, coinbase_channel, reserve, retry_after_seconds
+from shared.ratelimit.gcra import interval_us
 
 requests = st.lists(
     st.tuples(
@@ -26,7 +27,7 @@ requests = st.lists(
 @given(requests, st.sampled_from([(10, 10), (15, 15), (8, 8), (30, 5), (2, 5)]))
 def test_no_window_of_a_second_ever_holds_more_than_rate_plus_burst(sequence, budget):
     rate, burst = budget
-    interval = 1_000_000 // rate
+    interval = interval_us(rate)  # rounded up, as the limiters use it
     tat, now, sends = 0, 1_000_000_000, []
     for gap, cost, max_wait in sequence:
         now += gap
