@@ -104,6 +104,10 @@ class StreamConsumer:
         self._stream_key = keys.stream(settings.stream)
         self._errors_key = keys.errors(settings.stream, settings.group)
         self._labels = (settings.stream, settings.group)
+        # Label lookups once, not per message: they sit on the hot path.
+        self._handled = metrics.HANDLED.labels(*self._labels)
+        self._duplicates = metrics.DUPLICATES.labels(*self._labels)
+        self._handle_seconds = metrics.HANDLE_SECONDS.labels(*self._labels)
         self._committer = Committer(
             redis, keys, settings.stream, settings.group, outbox_maxlen=settings.outbox_maxlen
         )
@@ -329,15 +333,15 @@ class StreamConsumer:
             await self._record_failure(entry, exc)
             return False
         if await self._committer.commit(entry.envelope.id, delivery, self.settings.handled_ttl_s):
-            metrics.HANDLED.labels(*self._labels).inc()
-            metrics.HANDLE_SECONDS.labels(*self._labels).observe(time.perf_counter() - started)
+            self._handled.inc()
+            self._handle_seconds.observe(time.perf_counter() - started)
         else:
-            metrics.DUPLICATES.labels(*self._labels).inc()
+            self._duplicates.inc()
         return True
 
     async def _ack_duplicate(self, entry_id: str) -> None:
         await self._redis.xack(self._stream_key, self.settings.group, entry_id)
-        metrics.DUPLICATES.labels(*self._labels).inc()
+        self._duplicates.inc()
 
     async def _record_failure(self, entry: _Entry, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from shared.config import cross_checks as cross
+from shared.config.cross_checks import POLICY
 from shared.config.models import AppConfig
 from shared.config.problems import Problem, error_at
 
 __all__ = ["CHECKS", "MAX_FEE_BPS", "Check", "run_checks"]
 
-POLICY = "policy.yaml"
 MAX_FEE_BPS = Decimal("200")
 """Above Coinbase's highest published tier (60 bps maker / 120 bps taker) with room to spare."""
 
