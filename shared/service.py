@@ -12,6 +12,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Protocol
 
 import uvicorn
@@ -143,8 +144,16 @@ async def _stop_workers(
             _log.error("worker ignored cancellation; abandoning it", worker=task.get_name())
 
 
-def serve(app: FastAPI, settings: ServiceSettings) -> None:
+def serve(
+    app: FastAPI,
+    settings: ServiceSettings,
+    *,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+) -> None:
     """Run ``app`` under uvicorn until SIGTERM or SIGINT, shut down cleanly, exit 0.
+
+    With ``tls_cert`` and ``tls_key`` it serves HTTPS (and WSS) instead of plain HTTP.
 
     uvicorn re-raises the stop signal into the handler that was installed before it ran,
     once its graceful shutdown is done; a quiet handler there turns a finished shutdown
@@ -160,6 +169,8 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 1,
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
     )
     uvicorn.Server(config).run()
 

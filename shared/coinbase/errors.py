@@ -4,10 +4,14 @@
     ├── CredentialsError        missing or malformed CDP key (raised at startup in LIVE)
     ├── AuthError               401/403: the venue rejected our JWT or the key's rights
     ├── NotFound                404
+    ├── InvalidRequest          another 4xx: the request itself is wrong; do not repeat it
     ├── RateLimited             429: ``reset_after_s`` from the headers; the body may be HTML
     ├── OrderRejected           the venue refused an order: ``failure_reason`` is Coinbase's
-    ├── ServerError             5xx: the outcome of a write is unknown
-    └── VenueTimeout            no answer in time: the outcome of a write is unknown
+    ├── VenueUnreachable        no connection was made: nothing was sent
+    └── OutcomeUnknown          a write may or may not have taken effect
+        ├── ServerError         5xx
+        ├── VenueTimeout        no answer in time
+        └── ConnectionLost      the connection broke after the request was sent
 
 Messages never contain a secret: they are built from status codes, paths and the venue's
 reasons, never from request headers or credentials.
@@ -18,13 +22,16 @@ from __future__ import annotations
 __all__ = [
     "AuthError",
     "CoinbaseError",
+    "ConnectionLost",
     "CredentialsError",
+    "InvalidRequest",
     "NotFound",
     "OrderRejected",
     "OutcomeUnknown",
     "RateLimited",
     "ServerError",
     "VenueTimeout",
+    "VenueUnreachable",
 ]
 
 
@@ -42,6 +49,18 @@ class AuthError(CoinbaseError):
 
 class NotFound(CoinbaseError):
     """The product, order or resource does not exist (404)."""
+
+
+class InvalidRequest(CoinbaseError):
+    """Any other 4xx: the request is malformed or not allowed; repeating it will not help."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class VenueUnreachable(CoinbaseError):
+    """No connection could be made, so nothing was sent; safe to try again."""
 
 
 class RateLimited(CoinbaseError):
@@ -70,3 +89,7 @@ class ServerError(OutcomeUnknown):
 
 class VenueTimeout(OutcomeUnknown):
     """No answer within the timeout."""
+
+
+class ConnectionLost(OutcomeUnknown):
+    """The connection broke after the request went out."""

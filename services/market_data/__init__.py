@@ -1,0 +1,1 @@
+"""market-data: Coinbase market data in, clean ordered events out."""
