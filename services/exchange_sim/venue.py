@@ -124,6 +124,8 @@ class Venue:
     def take_events(self) -> VenueEvents:
         """What happened since the last call, with book changes diffed per product."""
         events, self._pending = self._pending, VenueEvents()
+        # An order that filled several times since the last call is announced once.
+        events.orders = list({order.order_id: order for order in events.orders}.values())
         for product_id, book in self.books.items():
             changes = self._book_changes(product_id, book)
             if changes:
@@ -170,7 +172,6 @@ class Venue:
         if existing is not None:
             return self.engine.order(existing), False
         self.engine.validate(request, now)
-        listing = self.products[request.product_id]
         base, quote = _currencies(request.product_id)
         hold = self._check_funds(request, base, quote)
         order = self.engine.submit(request, self.books[request.product_id], now, consume=True)
@@ -180,7 +181,7 @@ class Venue:
         self._order_ids.append(order.order_id)
         for fill in order.fills:
             self._record_trade(request.product_id, fill.price, fill.size, request.side, now)
-        self._apply(list(order.fills), listing)
+        self._apply(list(order.fills))
         if order.status.is_terminal:
             self._pending.orders.append(order)
         return order, True
@@ -243,7 +244,7 @@ class Venue:
             self.ledger.require(quote, sum((p * s for p, s in walk), Decimal(0)) * (
                 1 + self.fees.taker))  # fmt: skip
 
-    def _apply(self, fills: list[Fill], listing: ListedProduct | None = None) -> None:
+    def _apply(self, fills: list[Fill]) -> None:
         for fill in fills:
             order = self.engine.order(fill.order_id)
             base, quote = _currencies(fill.product_id)
