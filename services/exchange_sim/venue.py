@@ -241,20 +241,22 @@ class Venue:
                 base_size=request.base_size,
                 base_increment=rules.base_increment,
             )
-            self.ledger.require(quote, sum((p * s for p, s in walk), Decimal(0)) * (
-                1 + self.fees.taker))  # fmt: skip
+            # Fees are rounded per fill, as the engine charges them.
+            cost = sum(
+                (p * s + quantize(p * s * self.fees.taker, rules.quote_increment,
+                                  Rounding.HALF_EVEN) for p, s in walk),
+                Decimal(0),
+            )  # fmt: skip
+            self.ledger.require(quote, cost)
 
     def _apply(self, fills: list[Fill]) -> None:
         for fill in fills:
             order = self.engine.order(fill.order_id)
             base, quote = _currencies(fill.product_id)
-            limit = order.request.limit_price
-            if order.request.kind is not OrderKind.MARKET_IOC and limit is not None:
-                rules = self.products[fill.product_id].rules
-                held = fill.size if fill.side is Side.SELL else quantize(
-                    fill.size * limit * (1 + self.fees.taker), rules.quote_increment,
-                    Rounding.CEILING)  # fmt: skip
-                self.ledger.release(order.order_id, held)
+            if order.request.kind is not OrderKind.MARKET_IOC:
+                # Give back exactly what this fill costs; the rest stays held for the rest.
+                cost = fill.size if fill.side is Side.SELL else fill.value + fill.commission
+                self.ledger.release(order.order_id, cost)
             self.ledger.settle(fill, base, quote)
             self.fills.appendleft(fill)
             self.traded_volume += fill.value

@@ -113,8 +113,11 @@ class WsHub:
             self.drop(subscriber)
 
     def drop(self, subscriber: Subscriber) -> None:
+        """Stop sending to ``subscriber``: its writer closes the socket, ending its reader."""
         self.subscribers.discard(subscriber)
-        subscriber.queue.put_nowait(None) if not subscriber.queue.full() else None
+        while subscriber.queue.full():  # a reader too slow to keep up loses its backlog
+            subscriber.queue.get_nowait()
+        subscriber.queue.put_nowait(None)
 
     def disconnect_all(self) -> int:
         """Close every connection (fault injection); returns how many."""
@@ -189,15 +192,17 @@ class WsHub:
             await websocket.close()
 
     async def _read(self, websocket: WebSocket, subscriber: Subscriber, client: str) -> None:
-        first = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._subscribe_timeout_s
         while subscriber in self.subscribers:
-            timeout = self._subscribe_timeout_s if first else None
+            # Until a subscribe has succeeded, the clock of the subscribe timeout runs.
+            subscribed = any(subscriber.subscriptions.values())
+            timeout = None if subscribed else max(0.0, deadline - loop.time())
             try:
                 raw = await asyncio.wait_for(websocket.receive_text(), timeout)
             except TimeoutError:
                 _log.info("no subscribe in time; closing", client=client)
                 return
-            first = False
             self._handle(subscriber, raw, client)
 
     def _handle(self, subscriber: Subscriber, raw: str, client: str) -> None:

@@ -126,32 +126,54 @@ class CoinbaseRest:
     # -- orders ------------------------------------------------------------------------
 
     async def create_order(self, request: OrderRequest) -> models.CreateOrderResult:
-        """Place one order; exactly once, even when the first answer never arrives."""
+        """Place one order; exactly once, even when the first answer never arrives.
+
+        Once an attempt's outcome is unknown, every later failure (of the lookup or of the
+        resend) ends in :class:`OutcomeUnknown`, never in an error that could read as
+        "not placed": the caller must reconcile, not retry with a new id.
+        """
         body = order_body(request)
         submitted_at = self._clock.now()
+        uncertain = False
+        last: CoinbaseError | None = None
         for attempt in range(self._resolve_attempts):
             try:
+                if uncertain:
+                    found = await self._find_by_client_id(request, submitted_at)
+                    if found is not None:
+                        return found
                 answer = await self._send.request("POST", "/orders", json=body, private=True)
-            except (OutcomeUnknown, RateLimited, VenueUnreachable) as exc:
+                return await self._accepted_or_raise(request, answer, submitted_at)
+            except (CredentialsError, OrderRejected):
+                raise
+            except CoinbaseError as exc:
+                if not uncertain and not isinstance(
+                    exc, RateLimited | VenueUnreachable | OutcomeUnknown
+                ):
+                    raise  # refused outright (401, 400, ...): nothing was placed
+                uncertain = uncertain or isinstance(exc, OutcomeUnknown)
+                last = exc
                 _log.warning(
-                    "create order outcome unknown; looking it up",
+                    "create order not confirmed; will look it up and resend the same request",
                     client_order_id=request.client_order_id,
                     attempt=attempt + 1,
                     error=str(exc),
                 )
-                await self._wait_after(exc)
-                found = await self._find_by_client_id(request, submitted_at)
-                if found is not None:
-                    return found
-                continue  # not there: the same request again; the venue deduplicates by id
-            return await self._accepted_or_raise(request, answer, submitted_at)
-        raise OutcomeUnknown(
-            f"order {request.client_order_id}: no answer after {self._resolve_attempts} "
-            "attempts and not found by lookup; reconcile before trading this product"
+                await self._wait_after(exc, attempt)
+        message = (
+            f"order {request.client_order_id}: not confirmed after {self._resolve_attempts} "
+            f"attempts (last: {last}); reconcile before trading this product"
         )
+        if uncertain:
+            raise OutcomeUnknown(message)
+        assert last is not None
+        raise last
 
     async def _accepted_or_raise(
-        self, request: OrderRequest, answer: dict[str, Any], submitted_at: datetime
+        self,
+        request: OrderRequest,
+        answer: dict[str, Any],
+        submitted_at: datetime,
     ) -> models.CreateOrderResult:
         if answer.get("success"):
             success = answer.get("success_response") or {}
@@ -167,6 +189,11 @@ class CoinbaseRest:
             found = await self._find_by_client_id(request, submitted_at)
             if found is not None:
                 return found
+            # The venue has an order with this id that we cannot see: it is not refused.
+            raise OutcomeUnknown(
+                f"order {request.client_order_id}: the venue holds it as a duplicate but "
+                "it is not in the recent order list; reconcile"
+            )
         message = str(error.get("message") or error.get("error_details") or reason)
         raise OrderRejected(f"order {request.client_order_id} rejected: {message}", reason)
 
@@ -186,8 +213,12 @@ class CoinbaseRest:
                 )
         return None
 
-    async def _wait_after(self, exc: CoinbaseError) -> None:
-        delay = exc.reset_after_s if isinstance(exc, RateLimited) else self._resolve_delay_s
+    async def _wait_after(self, exc: CoinbaseError, attempt: int) -> None:
+        """A 429's reset time; otherwise a doubling delay that lets a slow venue list it."""
+        if isinstance(exc, RateLimited):
+            delay = exc.reset_after_s
+        else:
+            delay = self._resolve_delay_s * 2**attempt
         await self._clock.sleep(min(delay, 10.0))
 
     async def cancel_orders(self, order_ids: Sequence[str]) -> list[models.CancelResult]:
@@ -291,7 +322,8 @@ class CoinbaseRest:
             yield page
             cursor = page.cursor
             more = getattr(page, "has_next", bool(cursor))
-            if not more or not cursor or cursor in seen:  # a repeated cursor would loop
+            empty = not any(getattr(page, name, None) for name in ("orders", "fills", "accounts"))
+            if empty or not more or not cursor or cursor in seen:  # never loop on a cursor
                 return
             seen.add(cursor)
 

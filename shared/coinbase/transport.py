@@ -80,8 +80,8 @@ class RequestSender:
             raise VenueTimeout(f"{method} {path}: no answer ({type(exc).__name__})") from None
         except httpx.ConnectError as exc:
             raise VenueUnreachable(f"{method} {path}: cannot connect ({exc})") from None
-        except httpx.TransportError as exc:
-            raise ConnectionLost(f"{method} {path}: connection lost ({exc})") from None
+        except httpx.RequestError as exc:  # sent, then broken: read, protocol or decoding
+            raise ConnectionLost(f"{method} {path}: {type(exc).__name__} ({exc})") from None
         return _classify(method, path, response)
 
 

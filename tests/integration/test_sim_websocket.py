@@ -128,3 +128,12 @@ async def test_a_connection_that_never_subscribes_is_closed():
     async with running_sim(sim_subscribe_timeout_s=0.3) as sim, connect(sim.ws_url) as socket:
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(socket.recv(), timeout=5)
+
+
+async def test_a_junk_first_frame_does_not_stop_the_subscribe_timeout():
+    async with running_sim(sim_subscribe_timeout_s=0.5) as sim, connect(sim.ws_url) as socket:
+        await socket.send("not json")
+        (error,) = await _messages(socket, 1, "none")
+        assert error["type"] == "error"
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(socket.recv(), timeout=5)

@@ -109,3 +109,22 @@ def test_a_market_buy_walks_the_book_and_the_book_change_is_announced(venue):
     assert venue.ledger.available("USD") == D("1000") - paid
     changes = venue.take_events().book_changes["SOL-USD"]
     assert {(c.price, c.new_quantity) for c in changes} == {(D("101.00"), 0), (D("102.00"), 1)}
+
+
+def test_many_small_maker_fills_never_overdraw_or_release_more_than_they_cost(venue, market):
+    order, _ = venue.place(limit_buy("95.00", "9.5"), T0)  # holds 2 cents short of 909
+    held_at_start = venue.ledger.held("USD")
+    moment = T0
+    for _ in range(200):  # each fill's fee rounds: a per-fill hold release would drift
+        moment += timedelta(milliseconds=10)
+        market.prints = [Print(moment, D("94.99"), D("0.0133"), Side.SELL)]
+        venue.step(moment)
+        assert venue.ledger.available("USD") >= 0
+        remaining_cost = (order.request.base_size - order.filled_size) * D("95.00")
+        assert venue.ledger.held("USD") >= remaining_cost
+    assert order.status is OrderStatus.OPEN and order.filled_size == D("2.66")
+    spent = order.filled_value + order.total_fees
+    assert venue.ledger.held("USD") == held_at_start - spent
+    venue.cancel(order.order_id, moment)
+    assert venue.ledger.held("USD") == 0
+    assert venue.ledger.available("USD") == D("1000") - spent
