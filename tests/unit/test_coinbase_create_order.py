@@ -11,6 +11,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from structlog.testing import capture_logs
 
 from shared.clock import SimulatedClock
 from shared.coinbase import AuthError, CdpCredentials, CoinbaseRest, OutcomeUnknown
@@ -25,12 +26,14 @@ LISTED = {"orders": [{"order_id": "venue-1", "client_order_id": "coid-1",
 NOTHING_LISTED = {"orders": [], "has_next": False, "cursor": ""}
 
 
-def _credentials() -> CdpCredentials:
-    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+PEM = ec.generate_private_key(ec.SECP256R1()).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     ).decode()  # fmt: skip
-    return CdpCredentials.parse("organizations/o/apiKeys/k", pem)
+
+
+def _credentials() -> CdpCredentials:
+    return CdpCredentials.parse("organizations/o/apiKeys/k", PEM)
 
 
 class ScriptedVenue:
@@ -84,9 +87,13 @@ async def test_not_found_means_the_same_request_again_with_the_same_id():
 
 async def test_failing_lookups_after_a_lost_answer_end_in_outcome_unknown_only():
     venue = ScriptedVenue(posts=[_timeout(), 429, 401, _timeout()], lists=[503, 503, 503, 503])
-    with pytest.raises(OutcomeUnknown, match="coid-1"):
+    with capture_logs() as logs, pytest.raises(OutcomeUnknown, match="coid-1") as caught:
         await _client(venue).create_order(REQUEST)
     assert {body["client_order_id"] for body in venue.bodies} == {"coid-1"}
+    assert len(logs) >= 3  # every unconfirmed attempt is logged ...
+    told = repr(logs) + str(caught.value)
+    secret_line = PEM.splitlines()[1]
+    assert secret_line not in told and "Bearer" not in told and "eyJ" not in told  # ... no key
 
 
 async def test_a_duplicate_the_lookup_cannot_see_is_unknown_not_refused():
