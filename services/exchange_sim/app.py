@@ -20,7 +20,7 @@ from services.exchange_sim.auth import JwtVerifier, load_public_keys
 from services.exchange_sim.catalog import ListedProduct, listed
 from services.exchange_sim.context import SimContext
 from services.exchange_sim.faults import FaultPlan, Faults
-from services.exchange_sim.history import history_candles, load_candles
+from services.exchange_sim.history import history_candles
 from services.exchange_sim.limits import WindowLimiter
 from services.exchange_sim.market import (
     MarketSource,
@@ -32,6 +32,7 @@ from services.exchange_sim.market import (
 from services.exchange_sim.rest import install_guard, market_router
 from services.exchange_sim.venue import Venue
 from services.exchange_sim.ws import WsHub
+from shared.candle_files import load_candles
 from shared.clock import Clock, LiveClock
 from shared.logging import get_logger
 from shared.matching.types import FeeRates

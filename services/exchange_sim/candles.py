@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from shared.candle_files import Candle
 from shared.clock import ensure_utc
 from shared.coinbase.granularity import Granularity
 
@@ -27,18 +27,6 @@ __all__ = [
 MINUTE = 60
 SECONDS_PER_YEAR = 365 * 24 * 3600  # crypto trades every day of the year
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class Candle:
-    """One bucket: ``start`` is its first second, in UNIX seconds."""
-
-    start: int
-    low: Decimal
-    high: Decimal
-    open: Decimal
-    close: Decimal
-    volume: Decimal
 
 
 def minute_start(moment: datetime) -> int:

@@ -11,9 +11,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from services.exchange_sim.candles import Candle
 from services.exchange_sim.catalog import ListedProduct
 from services.exchange_sim.venue import MarketTrade
+from shared.candle_files import Candle
 from shared.coinbase.book import L2Book
 from shared.coinbase.orders import order_body, plain
 from shared.matching.types import Fill, Order, OrderKind

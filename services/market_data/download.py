@@ -20,8 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from services.exchange_sim.candles import Candle
-from services.exchange_sim.history import write_candles
+from shared.candle_files import Candle, write_candles
 from shared.clock import LiveClock, ensure_utc
 from shared.coinbase.errors import CoinbaseError
 from shared.coinbase.granularity import Granularity

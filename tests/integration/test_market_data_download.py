@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.exchange_sim.candles import Granularity
-from services.exchange_sim.history import load_candles
+from shared.candle_files import load_candles
 from shared.clock import LiveClock
 from tests.support.venue import rate_limiter_service, running_sim
 

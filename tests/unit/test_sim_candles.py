@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from services.exchange_sim.candles import Candle, CandleStore, Granularity
-from services.exchange_sim.history import load_candles, write_candles
+from shared.candle_files import load_candles, write_candles
 
 T0 = datetime(2024, 3, 9, 22, 0, tzinfo=UTC)  # 1710021600, two hours before a UTC midnight
 T0_SECONDS = 1710021600
