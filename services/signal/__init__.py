@@ -1,0 +1,1 @@
+"""signal: strategies that turn market data into trade proposals."""
