@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, FastAPI, WebSocket
-from pydantic import Field, field_validator
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from services.exchange_sim.auth import JwtVerifier, load_public_keys
 from services.exchange_sim.catalog import ListedProduct, listed
@@ -32,6 +33,7 @@ from services.exchange_sim.market import (
 from services.exchange_sim.rest import install_guard, market_router
 from services.exchange_sim.venue import Venue
 from services.exchange_sim.ws import WsHub
+from shared.aio import pause_unless_stopped
 from shared.candle_files import load_candles
 from shared.clock import Clock, LiveClock
 from shared.logging import get_logger
@@ -45,6 +47,9 @@ _log = get_logger("exchange_sim")
 
 
 class ExchangeSimSettings(ServiceSettings):
+    # compose passes unset variables as "": read them as absent, not as empty values.
+    model_config = SettingsConfigDict(env_ignore_empty=True)
+
     service_name: str = "exchange-sim"
     http_port: int = 8060
     sim_products: str = Field(default="", description="Comma-separated; empty lists all.")
@@ -66,11 +71,6 @@ class ExchangeSimSettings(ServiceSettings):
     sim_taker_fee_rate: Decimal = Decimal("0.012")
     sim_sequence_scope: Literal["connection", "product"] = "connection"
     sim_subscribe_timeout_s: float = Field(default=5.0, gt=0)
-
-    @field_validator("sim_replay_dir", mode="before")
-    @classmethod
-    def _empty_is_none(cls, value: object) -> object:
-        return None if value == "" else value
 
     def product_ids(self) -> list[str] | None:
         ids = [p.strip() for p in self.sim_products.split(",") if p.strip()]
@@ -172,10 +172,7 @@ class MarketDriver:
                 self._hub.tick()
                 last_tick = now
             self.steps += 1
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=self._step_s)
-            except TimeoutError:
-                pass
+            await pause_unless_stopped(self._stop, self._step_s)
 
     def stop(self) -> None:
         self._stop.set()

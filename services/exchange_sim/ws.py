@@ -127,21 +127,29 @@ class WsHub:
         return len(victims)
 
     def publish(self, events: VenueEvents, now: datetime) -> None:
-        touched = set(events.book_changes) | {t.product_id for t in events.trades}
+        """Announce what changed; each message is built once, then sent to who wants it."""
         by_product: dict[str, list[Any]] = defaultdict(list)
         for trade in events.trades:
             by_product[trade.product_id].append(trade)
+        touched = set(events.book_changes) | set(by_product)
+        wanted: list[tuple[str, Message]] = [
+            ("level2", l2_message(product_id, changes, now, "update"))
+            for product_id, changes in events.book_changes.items()
+        ]
+        wanted += [
+            ("market_trades", trades_message(product_id, trades, "update"))
+            for product_id, trades in by_product.items()
+        ]
+        for product_id in touched:
+            ticker = ticker_message(self._venue, product_id, "update")
+            if ticker is not None:
+                wanted.append(("ticker", ticker))
+        if events.orders:
+            wanted.append(("user", user_message(events.orders, self._venue, "update")))
         for subscriber in list(self.subscribers):
-            for product_id, changes in events.book_changes.items():
-                if subscriber.wants("level2", product_id):
-                    self.send(subscriber, l2_message(product_id, changes, now, "update"))
-            for product_id, trades in by_product.items():
-                if subscriber.wants("market_trades", product_id):
-                    self.send(subscriber, trades_message(product_id, trades, "update"))
-            for product_id in touched:
-                self._maybe(subscriber, "ticker", ticker_message(self._venue, product_id, "update"))
-            if events.orders and subscriber.subscriptions.get("user"):
-                self.send(subscriber, user_message(events.orders, self._venue, "update"))
+            for channel, message in wanted:
+                if subscriber.wants(channel, message[1]):  # user messages carry no product
+                    self.send(subscriber, message)
 
     def tick(self) -> None:
         """Once a second: heartbeats and candle updates."""

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from shared.aio import pause_unless_stopped
 from shared.bus import create_redis
 from shared.config import load_config
 from shared.logging import get_logger
@@ -177,10 +178,7 @@ class UtilizationReporter:
                     UTILIZATION.labels(name, "60s").set(usage.utilization_60s)
             except RedisError:
                 REDIS_ERRORS.inc()  # readiness reports it; the next round tries again
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=self._interval_s)
-            except TimeoutError:
-                pass
+            await pause_unless_stopped(self._stop, self._interval_s)
 
     def stop(self) -> None:
         self._stop.set()

@@ -32,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from shared.aio import pause_unless_stopped
 from shared.bus import metrics
 from shared.bus.commit import Committer, Delivery
 from shared.bus.dead_letter import DeadLetters
@@ -174,10 +175,7 @@ class StreamConsumer:
             error=f"{type(exc).__name__}: {exc}",
             retry_in_s=round(backoff, 3),
         )
-        try:
-            await asyncio.wait_for(self._stop.wait(), timeout=backoff)
-        except TimeoutError:
-            pass
+        await pause_unless_stopped(self._stop, backoff)
         return min(backoff * 2, self.settings.reconnect_max_s)
 
     async def _ensure_group(self) -> None:
@@ -261,10 +259,7 @@ class StreamConsumer:
                 pass  # the stream or group does not exist yet
             except _CONNECTION_ERRORS:
                 pass  # the consume loop reports and waits out outages
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=self.settings.claim_interval_s)
-            except TimeoutError:
-                pass
+            await pause_unless_stopped(self._stop, self.settings.claim_interval_s)
 
     async def _update_lag(self) -> None:
         for group in await self._redis.xinfo_groups(self._stream_key):
