@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, Response
@@ -21,16 +22,19 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 from redis.asyncio import Redis
 
-from shared.logging import get_logger, redact_text
-from shared.settings import ServiceSettings
+from shared.logging import configure_logging, get_logger, redact_text
+from shared.settings import ServiceSettings, SettingsError, load_settings
 
-__all__ = ["Hook", "ReadinessCheck", "Worker", "create_app", "redis_ready", "serve"]
+__all__ = [
+    "Hook", "ReadinessCheck", "Worker", "create_app", "redis_ready", "run_service", "serve",
+]  # fmt: skip
 
 _log = get_logger("shared.service")
 SERVICE_INFO = Gauge(
     "service_info", "Always 1; labels say which service and mode.", ["service", "mode"]
 )
 
+S = TypeVar("S", bound=ServiceSettings)
 ReadinessCheck = Callable[[], Awaitable[bool]]
 Hook = Callable[[], Awaitable[None]]
 READINESS_TIMEOUT_S = 2.0
@@ -177,3 +181,29 @@ def serve(
 
 def _after_shutdown(signum: int, _frame: object) -> None:
     _log.info("stop signal handled", signal=signal.Signals(signum).name)
+
+
+def run_service(
+    settings_type: type[S],
+    bootstrap: Callable[[S], FastAPI],
+    *,
+    startup_errors: tuple[type[Exception], ...] = (ValueError, OSError),
+) -> int:
+    """A service's ``main``: settings from the environment, logging, the app, serve.
+
+    Returns 2, with the reason on stderr, when the settings or ``startup_errors`` raised
+    by ``bootstrap`` (a bad config, say) mean the service cannot start.
+    """
+    try:
+        settings = load_settings(settings_type)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    configure_logging(settings.service_name, settings.log_level, secrets=settings.secrets())
+    try:
+        app = bootstrap(settings)
+    except startup_errors as exc:
+        print(f"{settings.service_name} cannot start: {exc}", file=sys.stderr)
+        return 2
+    serve(app, settings)
+    return 0

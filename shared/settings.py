@@ -6,11 +6,13 @@ at startup, never at import time. Secrets are ``SecretStr`` and never printed.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.clock import Clock, LiveClock, ScaledClock
 from shared.messages import TradingMode
 
 __all__ = ["ServiceSettings", "SettingsError", "load_settings"]
@@ -34,6 +36,12 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
     shutdown_grace_s: float = Field(default=10.0, gt=0)
+    clock_speed: float = Field(
+        default=1.0, gt=0, le=10_000, description="Rehearsals only: run time this much faster."
+    )
+    clock_origin: datetime | None = Field(
+        default=None, description="With CLOCK_SPEED: the UTC moment the scaled clock starts from."
+    )
 
     @field_validator("redis_url")
     @classmethod
@@ -53,6 +61,23 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _clock(self) -> ServiceSettings:
+        if self.clock_speed != 1.0:
+            if self.trading_mode is TradingMode.LIVE:
+                raise ValueError("CLOCK_SPEED must be 1 in LIVE: real orders run on real time")
+            if self.clock_origin is None or self.clock_origin.tzinfo is None:
+                raise ValueError(
+                    "CLOCK_SPEED needs CLOCK_ORIGIN, a UTC time such as 2026-01-01T00:00:00Z"
+                )
+        return self
+
+    def clock(self) -> Clock:
+        """The live clock, or the scaled one a rehearsal asked for."""
+        if self.clock_speed == 1.0 or self.clock_origin is None:
+            return LiveClock()
+        return ScaledClock(self.clock_origin, self.clock_speed)
 
     def secrets(self) -> list[SecretStr]:
         """Every secret value of these settings, for log redaction."""

@@ -35,7 +35,7 @@ from services.exchange_sim.venue import Venue
 from services.exchange_sim.ws import WsHub
 from shared.aio import pause_unless_stopped
 from shared.candle_files import load_candles
-from shared.clock import Clock, LiveClock
+from shared.clock import Clock
 from shared.logging import get_logger
 from shared.matching.types import FeeRates
 from shared.service import create_app
@@ -201,7 +201,7 @@ def _admin_router(context: SimContext, hub: WsHub) -> APIRouter:
 
 
 def bootstrap(settings: ExchangeSimSettings, clock: Clock | None = None) -> FastAPI:
-    clock = clock or LiveClock()
+    clock = clock or settings.clock()
     venue = build_venue(settings, clock.now())
     verifier = JwtVerifier(load_public_keys(settings.sim_api_keys))
     faults = FaultPlan(seed=settings.sim_seed)

@@ -34,3 +34,11 @@ class Granularity(StrEnum):
     def seconds(self) -> int:
         """Length of one bucket in seconds."""
         return _SECONDS[self.value]
+
+    @classmethod
+    def from_seconds(cls, seconds: int) -> Granularity:
+        """The granularity ``seconds`` long; ValueError when Coinbase has none."""
+        for granularity in cls:
+            if granularity.seconds == seconds:
+                return granularity
+        raise ValueError(f"Coinbase has no {seconds}s candles")

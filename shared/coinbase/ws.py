@@ -103,7 +103,9 @@ class MarketDataFeed:
     Counters for metrics: ``messages_by_channel``, ``gaps``, ``reconnects`` (connections
     after the first), ``book_rebuilds`` (books rebuilt from a snapshot requested after a
     gap), ``ignored_updates`` (level-2 updates for a book awaiting its snapshot),
-    ``connected`` and ``last_message_at`` (event-loop monotonic seconds).
+    ``connected`` and ``last_message_at`` (event-loop monotonic seconds). ``exchange_time``
+    is the newest envelope ``timestamp`` received: the venue's clock as far as this feed
+    has caught up with it (messages arrive in order on one connection).
     """
 
     def __init__(
@@ -131,6 +133,7 @@ class MarketDataFeed:
         self.gaps = self.reconnects = self.book_rebuilds = self.ignored_updates = 0
         self.connected = False
         self.last_message_at: float | None = None
+        self.exchange_time: datetime | None = None
         self._trackers: dict[tuple[str, str | None], SequenceTracker] = {}
         self._rebuilding: set[str] = set()  # products whose snapshot was re-requested
         self._confirm_deadline: float | None = None
@@ -293,6 +296,9 @@ class MarketDataFeed:
                 await self._apply_l2(event, message.timestamp)
         for data_event in data_events(message):
             await self._emit(data_event)
+        # Only once its events are dispatched: what reads this time may rely on them.
+        if self.exchange_time is None or message.timestamp > self.exchange_time:
+            self.exchange_time = message.timestamp
 
     async def _check_sequence(self, ws: ClientConnection, message: WsEnvelope) -> None:
         by_product = self.settings.sequence_scope == "product"

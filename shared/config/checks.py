@@ -273,6 +273,12 @@ CHECKS: tuple[Check, ...] = (
         cross.strategy_size_tradable,
     ),
     Check(
+        "strategy_params_ordered",
+        "ema_cross: fast_period < slow_period; mean_reversion: oversold < overbought",
+        "Otherwise the strategy cannot tell a cross or a reversal and refuses to start.",
+        cross.strategy_params_ordered,
+    ),
+    Check(
         "universe_theme_capped",
         "theme of every universe product in risk.theme_caps_pct",
         "Exposure is capped by theme; a product without a theme cap would be uncapped.",

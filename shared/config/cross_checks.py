@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 
-from shared.config.models import AppConfig
+from shared.config.models import AppConfig, EmaCrossParams, MeanReversionParams
 from shared.config.problems import Problem, error_at, warning_at
 
 __all__ = [
@@ -47,6 +47,25 @@ def strategy_products_tradable(config: AppConfig, _env: Mapping[str, str]) -> Pr
                     f"add {product_id} to universe.yaml enabled, or remove it here",
                     product_id=product_id, strategy=strategy.name,
                 )  # fmt: skip
+
+
+def strategy_params_ordered(config: AppConfig, _env: Mapping[str, str]) -> Problems:
+    for index, strategy in enumerate(config.strategies.strategies):
+        params = strategy.params
+        if isinstance(params, EmaCrossParams) and params.fast_period >= params.slow_period:
+            yield error_at(
+                "strategy_params_ordered", STRATEGIES, f"strategies[{index}].params.fast_period",
+                f"strategy {strategy.name!r}: fast_period {params.fast_period} is not below "
+                f"slow_period {params.slow_period}",
+                "make fast_period smaller than slow_period", strategy=strategy.name,
+            )  # fmt: skip
+        if isinstance(params, MeanReversionParams) and params.oversold >= params.overbought:
+            yield error_at(
+                "strategy_params_ordered", STRATEGIES, f"strategies[{index}].params.oversold",
+                f"strategy {strategy.name!r}: oversold {params.oversold} is not below "
+                f"overbought {params.overbought}",
+                "make oversold smaller than overbought", strategy=strategy.name,
+            )  # fmt: skip
 
 
 def strategy_size_tradable(config: AppConfig, _env: Mapping[str, str]) -> Problems:

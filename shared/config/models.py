@@ -154,6 +154,7 @@ class EmaCrossParams(_Strict):
     slow_period: int = Field(ge=3, le=1000)
     atr_period: int = Field(default=14, ge=2, le=500)
     atr_stop_multiple: Annotated[Num, Field(gt=0, le=20)] = Decimal("2")
+    reward_risk_ratio: Annotated[Num, Field(gt=0, le=20)] = Decimal("2")
 
 
 class MeanReversionParams(_Strict):
@@ -168,6 +169,7 @@ class BreakoutParams(_Strict):
     donchian_period: int = Field(default=20, ge=2, le=1000)
     atr_period: int = Field(default=14, ge=2, le=500)
     atr_stop_multiple: Annotated[Num, Field(gt=0, le=20)] = Decimal("2")
+    reward_risk_ratio: Annotated[Num, Field(gt=0, le=20)] = Decimal("2")
 
 
 class _StrategyBase(_Strict):

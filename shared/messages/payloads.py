@@ -156,8 +156,19 @@ class TradeProposed(Payload):
     action: ProposalAction
     quote_size: Dec = Field(gt=0, description="Desired notional in quote currency (USD).")
     reference_mid: Dec = Field(gt=0, description="Mid price when the strategy decided.")
+    stop_loss: Dec | None = Field(default=None, gt=0, description="Exit below this price.")
+    take_profit: Dec | None = Field(default=None, gt=0, description="Exit above this price.")
+    granularity_s: int | None = Field(default=None, gt=0, description="Deciding candle's size.")
+    candle_start: UtcDatetime | None = Field(default=None, description="Deciding candle.")
     reason: str = ""
     decided_at: UtcDatetime
+
+    @model_validator(mode="after")
+    def _levels_ordered(self) -> TradeProposed:
+        if self.stop_loss is not None and self.take_profit is not None:
+            if self.stop_loss >= self.take_profit:
+                raise ValueError("stop_loss must be below take_profit")
+        return self
 
 
 class DecisionOutcome(StrEnum):

@@ -60,8 +60,9 @@ def every_payload() -> list[Payload]:
         TradeProposed(
             proposal_id="p-1", strategy="ema_cross", product_id="BTC-USD", side=Side.BUY,
             action=ProposalAction.ENTRY, quote_size=Decimal("250.00"),
-            reference_mid=Decimal("64000.015"), reason="fast EMA crossed above slow",
-            decided_at=AT,
+            reference_mid=Decimal("64000.015"), stop_loss=Decimal("62500.00"),
+            take_profit=Decimal("67000.00"), granularity_s=300, candle_start=AT,
+            reason="fast EMA crossed above slow", decided_at=AT,
         ),
         ProposalDecided(
             proposal_id="p-1", product_id="BTC-USD", outcome=DecisionOutcome.RESIZED,

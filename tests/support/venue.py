@@ -24,7 +24,7 @@ from services.exchange_sim.app import ExchangeSimSettings, bootstrap
 from services.exchange_sim.venue import Venue
 from services.rate_limiter.app import RateLimiterSettings
 from services.rate_limiter.app import bootstrap as rate_limiter_app
-from shared.clock import LiveClock
+from shared.clock import Clock, LiveClock
 from shared.coinbase.auth import CdpCredentials
 from shared.coinbase.rest import CoinbaseRest
 from shared.coinbase.transport import create_rest_http
@@ -120,7 +120,7 @@ class SimHandle:
 async def running_sim(
     key: CdpTestKey | None = None, *, scheme: str = "http",
     ssl_context: ssl.SSLContext | None = None, ssl_certfile: Path | None = None,
-    ssl_keyfile: Path | None = None, **settings: Any,
+    ssl_keyfile: Path | None = None, clock: Clock | None = None, **settings: Any,
 ) -> AsyncIterator[SimHandle]:  # fmt: skip
     """exchange-sim with two products, little history and fast steps, unless told otherwise."""
     defaults: dict[str, Any] = {
@@ -129,7 +129,7 @@ async def running_sim(
         "sim_step_ms": 50,
         "sim_api_keys": {key.name: key.public_pem} if key else {},
     }
-    app = bootstrap(ExchangeSimSettings(**{**defaults, **settings}))
+    app = bootstrap(ExchangeSimSettings(**{**defaults, **settings}), clock=clock)
     async with serving(app, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile) as port:
         base_url = f"{scheme}://127.0.0.1:{port}"
         ws_scheme = "wss" if scheme == "https" else "ws"

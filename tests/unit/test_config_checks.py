@@ -24,6 +24,10 @@ def _set(getter, **values):  # type: ignore[no-untyped-def]
 
 
 BREAKERS = {
+    "strategy_params_ordered": (
+        lambda d: d["strategies"]["strategies"][0]["params"].update({"fast_period": 30}),
+        "strategies[0].params.fast_period",
+    ),
     "theme_caps_total": (
         _set(risk, theme_caps_pct={"store_of_value": 60, "smart_contracts": 35, "payments": 15,
                                    "defi": 10}),

@@ -1,0 +1,94 @@
+"""What the venue says about each product (increments, limits, status), cached in Redis.
+
+market-data refreshes the cache from Coinbase's REST products; risk and execution read
+it. ``entries_allowed`` is False for a product that is disabled, cancel-only, offline or
+no longer listed: risk stops new entries on it, exits stay possible where the venue
+allows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict
+from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
+
+from shared.coinbase.models import Product
+from shared.messages import Dec, UtcDatetime
+
+__all__ = ["ProductCatalog", "ProductInfo"]
+
+
+class ProductInfo(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    product_id: str
+    listed: bool = True
+    base_increment: Dec
+    quote_increment: Dec
+    price_increment: Dec
+    base_min_size: Dec
+    base_max_size: Dec
+    quote_min_size: Dec
+    quote_max_size: Dec
+    status: str
+    trading_disabled: bool
+    cancel_only: bool
+    limit_only: bool
+    post_only: bool
+    entries_allowed: bool
+    updated_at: UtcDatetime
+
+    @classmethod
+    def from_venue(cls, product: Product, updated_at: object) -> ProductInfo:
+        return cls.model_validate(
+            {
+                "product_id": product.product_id,
+                "base_increment": product.base_increment,
+                "quote_increment": product.quote_increment,
+                "price_increment": product.tick,
+                "base_min_size": product.base_min_size,
+                "base_max_size": product.base_max_size,
+                "quote_min_size": product.quote_min_size,
+                "quote_max_size": product.quote_max_size,
+                "status": product.status,
+                "trading_disabled": product.trading_disabled or product.is_disabled,
+                "cancel_only": product.cancel_only,
+                "limit_only": product.limit_only,
+                "post_only": product.post_only,
+                "entries_allowed": product.accepts_new_orders,
+                "updated_at": updated_at,
+            }
+        )
+
+    def delisted(self, updated_at: object) -> ProductInfo:
+        """The same product, no longer listed by the venue."""
+        return self.model_copy(
+            update={"listed": False, "entries_allowed": False, "status": "delisted",
+                    "updated_at": updated_at}
+        )  # fmt: skip
+
+
+class ProductCatalog:
+    """The Redis hash ``<prefix>md:products``: product id -> :class:`ProductInfo` JSON."""
+
+    def __init__(self, redis: Redis, prefix: str = "") -> None:
+        self._redis = redis
+        self.key = f"{prefix}md:products"
+
+    async def save(self, products: Iterable[ProductInfo]) -> None:
+        mapping: dict[FieldT, EncodableT] = {
+            info.product_id: info.model_dump_json() for info in products
+        }
+        if mapping:
+            await self._redis.hset(self.key, mapping=mapping)
+
+    async def get(self, product_id: str) -> ProductInfo | None:
+        raw = await self._redis.hget(self.key, product_id)
+        return None if raw is None else ProductInfo.model_validate_json(raw)
+
+    async def all(self) -> dict[str, ProductInfo]:
+        raw = await self._redis.hgetall(self.key)
+        infos = (ProductInfo.model_validate_json(value) for value in raw.values())
+        return {info.product_id: info for info in infos}
