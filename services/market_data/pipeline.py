@@ -150,6 +150,8 @@ class MarketData:
                 await self.feed.run()
             except Exception:
                 _log.exception("market-data feed failed; starting a new one")
+            await self._export_metrics()  # the next feed counts from zero
+            self._exported = {"late": self._exported.get("late", 0)}
             if self.builder is not None:
                 self.builder.disrupted(self.listed)
             for product_id in self.listed:
