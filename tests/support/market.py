@@ -20,6 +20,7 @@ from services.market_data.pipeline import MarketData
 from shared.bus import ENVELOPE_FIELD, BusKeys
 from shared.candle_files import Candle
 from shared.clock import ScaledClock
+from shared.coinbase.granularity import Granularity
 from shared.messages import CandleClosed, Envelope, Payload, decode
 from tests.support.venue import CONFIG_DIR, SimHandle, rate_limiter_service, running_sim, serving
 
@@ -83,7 +84,6 @@ async def venue_candles(
     sim: SimHandle, product_id: str, granularity_s: int, start: int, end: int
 ) -> dict[int, Candle]:
     """The venue's own candles with starts in [start, end), from its REST endpoint."""
-    names = {60: "ONE_MINUTE", 300: "FIVE_MINUTE", 900: "FIFTEEN_MINUTE", 3600: "ONE_HOUR"}
     found: dict[int, Candle] = {}
     async with httpx.AsyncClient(base_url=sim.base_url, timeout=10) as http:
         for page_start in range(start, end, 300 * granularity_s):
@@ -91,7 +91,7 @@ async def venue_candles(
             response = await http.get(
                 f"/api/v3/brokerage/market/products/{product_id}/candles",
                 params={"start": page_start, "end": page_end,
-                        "granularity": names[granularity_s]},
+                        "granularity": Granularity.from_seconds(granularity_s).value},
             )  # fmt: skip
             response.raise_for_status()
             for row in response.json()["candles"]:
