@@ -31,10 +31,13 @@ __all__ = [
     "Base",
     "ControlAction",
     "Fill",
+    "FlattenJobRecord",
     "METADATA",
     "Order",
     "ProcessedMessage",
     "RiskDecision",
+    "RiskIntent",
+    "RiskStateEntry",
     "SlippageCalibration",
 ]
 
@@ -49,6 +52,7 @@ METADATA = MetaData(
 )
 MODES = ("PAPER", "LIVE", "BACKTEST")
 SIDES = ("BUY", "SELL")
+INTENT_KINDS = ("ENTRY", "EXIT", "FLATTEN")
 ORDER_STATUSES = (
     "PENDING", "OPEN", "PARTIALLY_FILLED", "FILLED", "CANCELLED", "REJECTED", "EXPIRED",
 )  # fmt: skip
@@ -151,17 +155,22 @@ class RiskDecision(Base):
     __table_args__ = (
         CheckConstraint(_one_of("outcome", ("APPROVED", "RESIZED", "REJECTED")), name="outcome"),
         CheckConstraint("approved_quote_size <= requested_quote_size", name="never_sized_up"),
+        CheckConstraint(_one_of("action", ("ENTRY", "EXIT")), name="action"),
+        CheckConstraint(_one_of("mode", MODES), name="mode"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     proposal_id: Mapped[str] = mapped_column(String(128), unique=True)
     strategy: Mapped[str] = mapped_column(String(64))
     product_id: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(5))
     outcome: Mapped[str] = mapped_column(String(8))
     requested_quote_size: Mapped[Decimal]
     approved_quote_size: Mapped[Decimal]
+    exit_base_size: Mapped[Decimal | None]
     reasons: Mapped[list[str]] = mapped_column(JSONB, default=list)
     decided_at: Mapped[datetime] = mapped_column(index=True)
+    mode: Mapped[str] = mapped_column(String(8))
 
 
 class ControlAction(Base):
@@ -170,6 +179,7 @@ class ControlAction(Base):
     __tablename__ = "control_actions"
     __table_args__ = (
         CheckConstraint(_one_of("action", ("PAUSE", "RESUME", "FLATTEN")), name="action"),
+        CheckConstraint(_one_of("mode", MODES), name="mode"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -178,6 +188,63 @@ class ControlAction(Base):
     reason: Mapped[str] = mapped_column(Text)
     requested_at: Mapped[datetime] = mapped_column(index=True)
     outcome: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    mode: Mapped[str] = mapped_column(String(8))
+
+
+class RiskIntent(Base):
+    """An order intent risk issued, open until execution reports it finished."""
+
+    __tablename__ = "risk_intents"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", INTENT_KINDS), name="kind"),
+        CheckConstraint(_one_of("side", SIDES), name="side"),
+        CheckConstraint(_one_of("mode", MODES), name="mode"),
+        CheckConstraint("(base_size IS NULL) <> (quote_size IS NULL)", name="one_size"),
+    )
+
+    intent_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    product_id: Mapped[str] = mapped_column(String(32), index=True)
+    side: Mapped[str] = mapped_column(String(4))
+    quote_size: Mapped[Decimal | None]
+    base_size: Mapped[Decimal | None]
+    reference_mid: Mapped[Decimal]
+    proposal_id: Mapped[str | None] = mapped_column(String(128))
+    flatten_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    stop_loss: Mapped[Decimal | None]
+    take_profit: Mapped[Decimal | None]
+    issued_at: Mapped[datetime] = mapped_column(index=True)
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str | None] = mapped_column(String(20))
+    filled_base: Mapped[Decimal | None]
+    filled_quote: Mapped[Decimal | None]
+    reason: Mapped[str] = mapped_column(Text, default="")
+    mode: Mapped[str] = mapped_column(String(8))
+
+
+class FlattenJobRecord(Base):
+    """A flatten and its progress per product, until every product in it is flat."""
+
+    __tablename__ = "flatten_jobs"
+
+    flatten_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    requested_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    progress: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    mode: Mapped[str] = mapped_column(String(8))
+
+
+class RiskStateEntry(Base):
+    """Risk's own state by name and mode: trading state, equity marks."""
+
+    __tablename__ = "risk_state"
+
+    mode: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    updated_at: Mapped[datetime]
 
 
 class SlippageCalibration(Base):

@@ -15,8 +15,10 @@ from shared.messages.envelope import (
 from shared.messages.payloads import (
     BookLevel,
     BookUpdated,
+    CancelOrders,
     CandleClosed,
     DecisionOutcome,
+    IntentFinished,
     IntentKind,
     Liquidity,
     LiquidityPreference,
@@ -30,10 +32,14 @@ from shared.messages.payloads import (
     TickUpdated,
     TradeProposed,
     TradingMode,
+    TradingStateChanged,
 )
 from shared.messages.types import Dec, UtcDatetime
 
 __all__ = [
+    "TradingStateChanged",
+    "IntentFinished",
+    "CancelOrders",
     "REGISTRY",
     "BookLevel",
     "BookUpdated",

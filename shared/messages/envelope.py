@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shared.clock import Clock
 from shared.messages.payloads import (
     BookUpdated,
+    CancelOrders,
     CandleClosed,
+    IntentFinished,
     OrderFilled,
     OrderUpdated,
     Payload,
@@ -20,6 +22,7 @@ from shared.messages.payloads import (
     ProposalDecided,
     TickUpdated,
     TradeProposed,
+    TradingStateChanged,
 )
 
 __all__ = [
@@ -103,6 +106,9 @@ REGISTRY = MessageRegistry(
         PlaceOrder,
         OrderUpdated,
         OrderFilled,
+        CancelOrders,
+        IntentFinished,
+        TradingStateChanged,
     ]
 )
 

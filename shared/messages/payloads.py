@@ -17,8 +17,10 @@ from shared.money import Side
 __all__ = [
     "BookLevel",
     "BookUpdated",
+    "CancelOrders",
     "CandleClosed",
     "DecisionOutcome",
+    "IntentFinished",
     "IntentKind",
     "Liquidity",
     "LiquidityPreference",
@@ -32,6 +34,7 @@ __all__ = [
     "TickUpdated",
     "TradeProposed",
     "TradingMode",
+    "TradingStateChanged",
 ]
 
 
@@ -187,8 +190,13 @@ class ProposalDecided(Payload):
     proposal_id: str
     product_id: str
     outcome: DecisionOutcome
+    strategy: str = ""
+    action: ProposalAction = ProposalAction.ENTRY
     requested_quote_size: Dec = Field(gt=0)
     approved_quote_size: Dec = Field(ge=0)
+    exit_base_size: Dec | None = Field(
+        default=None, gt=0, description="An approved exit sells this much of the base asset."
+    )
     reasons: tuple[str, ...] = ()
     decided_at: UtcDatetime
 
@@ -242,6 +250,35 @@ class PlaceOrder(Payload):
 # --- execution -------------------------------------------------------------------
 
 
+class CancelOrders(Payload):
+    """Command from risk to execution: cancel the open orders of these kinds and products."""
+
+    TYPE: ClassVar[str] = "CancelOrders"
+    VERSION: ClassVar[int] = 1
+    STREAM: ClassVar[str] = "risk.orders"
+
+    command_id: str
+    product_ids: tuple[str, ...] = Field(default=(), description="Empty: every product.")
+    kinds: tuple[IntentKind, ...] = Field(min_length=1)
+    reason: str
+    issued_at: UtcDatetime
+
+
+class TradingStateChanged(Payload):
+    """An operator (or risk itself) paused, resumed or flattened: the audit trail."""
+
+    TYPE: ClassVar[str] = "TradingStateChanged"
+    VERSION: ClassVar[int] = 1
+    STREAM: ClassVar[str] = "risk.control"
+
+    action: str = Field(pattern="^(PAUSE|RESUME|FLATTEN)$")
+    actor: str
+    reason: str
+    entries_allowed: bool
+    flatten_id: str | None = None
+    changed_at: UtcDatetime
+
+
 class OrderStatus(StrEnum):
     PENDING = "PENDING"
     OPEN = "OPEN"
@@ -275,6 +312,31 @@ class OrderUpdated(Payload):
     reason: str = ""
     mode: TradingMode
     updated_at: UtcDatetime
+
+
+class IntentFinished(Payload):
+    """Execution is done with an intent: nothing more will fill for it."""
+
+    TYPE: ClassVar[str] = "IntentFinished"
+    VERSION: ClassVar[int] = 1
+    STREAM: ClassVar[str] = "exec.reports"
+
+    intent_id: str
+    kind: IntentKind
+    product_id: str
+    side: Side
+    status: OrderStatus = Field(description="FILLED, CANCELLED, REJECTED or EXPIRED.")
+    filled_base: Dec = Field(ge=0)
+    filled_quote: Dec = Field(ge=0)
+    reason: str = ""
+    mode: TradingMode
+    finished_at: UtcDatetime
+
+    @model_validator(mode="after")
+    def _terminal(self) -> IntentFinished:
+        if self.status in (OrderStatus.PENDING, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
+            raise ValueError(f"an intent cannot finish as {self.status.value}")
+        return self
 
 
 class OrderFilled(Payload):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -25,23 +24,15 @@ def limiter_env(redis_url, bus_keys) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def started() -> Iterator[list[ServiceProcess]]:
-    processes: list[ServiceProcess] = []
-    yield processes
-    for process in processes:
-        process.stop()
-
-
-async def _service(started: list[ServiceProcess], env: dict[str, str]) -> ServiceProcess:
+async def _service(processes: list[ServiceProcess], env: dict[str, str]) -> ServiceProcess:
     service = ServiceProcess("services.rate_limiter", env).start()
-    started.append(service)
+    processes.append(service)
     await service.wait_ready()
     return service
 
 
-async def test_tokens_feedback_and_channels_over_http(limiter_env, started):
-    service = await _service(started, limiter_env)
+async def test_tokens_feedback_and_channels_over_http(limiter_env, processes):
+    service = await _service(processes, limiter_env)
     async with httpx.AsyncClient(base_url=service.base_url, timeout=5) as http:
         first = (await http.post("/v1/tokens", json={"channel": "private", "cost": 10})).json()
         assert first == {"channel": "private", "cost": 10, "granted": True, "wait_s": 0.0}
@@ -88,8 +79,8 @@ BAD_REQUESTS = [
 ]
 
 
-async def test_bad_requests_get_a_4xx_that_says_why(limiter_env, started):
-    service = await _service(started, limiter_env)
+async def test_bad_requests_get_a_4xx_that_says_why(limiter_env, processes):
+    service = await _service(processes, limiter_env)
     async with httpx.AsyncClient(base_url=service.base_url, timeout=5) as http:
         for body, status, words in BAD_REQUESTS:
             response = await http.post("/v1/tokens", json=body)
@@ -102,7 +93,7 @@ async def test_bad_requests_get_a_4xx_that_says_why(limiter_env, started):
         assert feedback.status_code == 422
 
 
-async def test_redis_down_means_503_then_recovery(started, bus_keys):
+async def test_redis_down_means_503_then_recovery(processes, bus_keys):
     try:
         own = RedisServer(redis_binary()).start()
     except HarnessError as exc:
@@ -110,7 +101,7 @@ async def test_redis_down_means_503_then_recovery(started, bus_keys):
     try:
         env = {"REDIS_URL": own.url, "BUS_PREFIX": bus_keys.prefix,
                "CONFIG_DIR": str(ROOT / "config")}  # fmt: skip
-        service = await _service(started, env)
+        service = await _service(processes, env)
         async with httpx.AsyncClient(base_url=service.base_url, timeout=10) as http:
             own.kill()
             down = await http.post("/v1/tokens", json={"channel": "public"})
@@ -147,9 +138,9 @@ class _Venue:
 
 
 async def test_every_request_through_the_transport_takes_a_token_and_reports_429s(
-    limiter_env, started
+    limiter_env, processes
 ):
-    service = await _service(started, limiter_env)
+    service = await _service(processes, limiter_env)
     config = load_config(ROOT / "config").ratelimits
     venue = _Venue()
     async with httpx.AsyncClient(base_url=service.base_url, timeout=5) as limiter_http:

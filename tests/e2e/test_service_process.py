@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select, text
@@ -30,14 +29,6 @@ def service_env(redis_url, database_url, pg_schema, bus_keys) -> dict[str, str]:
         "HOLD_SECONDS": "1.5",
         "SHUTDOWN_GRACE_S": "10",
     }
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ServiceProcess]]:
-    started: list[ServiceProcess] = []
-    yield started
-    for process in started:
-        process.stop()
 
 
 def _start(processes: list[ServiceProcess], env: dict[str, str]) -> ServiceProcess:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import signal
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,14 +58,6 @@ def config_dir(tmp_path: Path) -> Path:
     shutil.copytree(CONFIG_DIR, target)
     (target / "strategies.yaml").write_text(yaml.safe_dump(STRATEGIES))
     return target
-
-
-@pytest.fixture
-def processes() -> Iterator[list[ServiceProcess]]:
-    started: list[ServiceProcess] = []
-    yield started
-    for process in started:
-        process.stop()
 
 
 async def _expected_proposals(redis: Any, keys: BusKeys, config_dir: Path) -> list[tuple]:

@@ -8,8 +8,10 @@ from decimal import Decimal
 from shared.messages import (
     BookLevel,
     BookUpdated,
+    CancelOrders,
     CandleClosed,
     DecisionOutcome,
+    IntentFinished,
     IntentKind,
     Liquidity,
     LiquidityPreference,
@@ -23,6 +25,7 @@ from shared.messages import (
     TickUpdated,
     TradeProposed,
     TradingMode,
+    TradingStateChanged,
 )
 from shared.money import Side
 
@@ -67,7 +70,7 @@ def every_payload() -> list[Payload]:
         ProposalDecided(
             proposal_id="p-1", product_id="BTC-USD", outcome=DecisionOutcome.RESIZED,
             requested_quote_size=Decimal("250.00"), approved_quote_size=Decimal("180.00"),
-            reasons=("theme_cap",), decided_at=AT,
+            strategy="ema_cross", reasons=("theme_cap",), decided_at=AT,
         ),
         PlaceOrder(
             intent_id="i-1", kind=IntentKind.ENTRY, product_id="BTC-USD", side=Side.BUY,
@@ -84,5 +87,18 @@ def every_payload() -> list[Payload]:
             side=Side.BUY, price=Decimal("64000.01"), size=Decimal("0.001"),
             fee=Decimal("0.0384000060"), liquidity=Liquidity.MAKER,
             arrival_mid=Decimal("64000.015"), mode=TradingMode.PAPER, filled_at=AT,
+        ),
+        IntentFinished(
+            intent_id="i-1", kind=IntentKind.ENTRY, product_id="BTC-USD", side=Side.BUY,
+            status=OrderStatus.CANCELLED, filled_base=Decimal("0.001"),
+            filled_quote=Decimal("64.00001"), reason="maker wait expired", mode=TradingMode.PAPER,
+            finished_at=AT,
+        ),
+        CancelOrders(
+            command_id="pause:1", kinds=(IntentKind.ENTRY,), reason="paused: news", issued_at=AT,
+        ),
+        TradingStateChanged(
+            action="FLATTEN", actor="alice", reason="exchange incident", entries_allowed=False,
+            flatten_id="f-1", changed_at=AT,
         ),
     ]  # fmt: skip

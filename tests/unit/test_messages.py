@@ -37,7 +37,7 @@ def test_every_stream_of_the_design_has_a_message():
     streams = {REGISTRY.model_for(name, 1).STREAM for name in REGISTRY.types()}
     assert streams == {
         "md.ticks", "md.candles", "md.books", "signal.proposals",
-        "risk.decisions", "risk.orders", "exec.reports",
+        "risk.decisions", "risk.orders", "risk.control", "exec.reports",
     }  # fmt: skip
 
 

@@ -1,0 +1,340 @@
+"""Postgres for risk: what it decided, the intents it issued, its state, the audit trail.
+
+Fills are execution's (the ``fills`` table, joined to ``orders`` for their intent); risk
+only reads them to rebuild its portfolio. Everything risk writes for one event goes in
+one transaction, so after a crash Postgres holds either all of it or none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.risk.engine import Effects, IssuedIntent
+from services.risk.flatten import FlattenJob
+from services.risk.ledger import EntryRecord, OpenIntent
+from services.risk.portfolio import AppliedFill
+from services.risk.state import EquityWatch, TradingState
+from shared.db import (
+    ControlAction,
+    Fill,
+    FlattenJobRecord,
+    Order,
+    RiskDecision,
+    RiskIntent,
+    RiskStateEntry,
+)
+from shared.messages import (
+    DecisionOutcome,
+    IntentKind,
+    LiquidityPreference,
+    PlaceOrder,
+    ProposalAction,
+    ProposalDecided,
+    TradingMode,
+)
+from shared.money import Side
+
+__all__ = ["Restored", "RiskStore"]
+
+Levels = tuple[Decimal | None, Decimal | None]
+
+
+@dataclass
+class Restored:
+    state: TradingState | None
+    watch: EquityWatch | None
+    fills: list[AppliedFill]
+    intents: list[OpenIntent]
+    entries: list[EntryRecord]
+    levels: dict[str, Levels]
+    jobs: list[FlattenJob]
+
+
+class RiskStore:
+    def __init__(self, engine: AsyncEngine, mode: TradingMode) -> None:
+        self._engine = engine
+        self.mode = mode.value
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def load(self, now: datetime, retention: timedelta) -> Restored:
+        async with self._engine.connect() as connection:
+            states = await self._states(connection)
+            return Restored(
+                state=TradingState.from_json(states["trading"]) if "trading" in states else None,
+                watch=EquityWatch.from_json(states["watch"]) if "watch" in states else None,
+                fills=await self._fills(connection),
+                intents=await self._open_intents(connection),
+                entries=await self._entries(connection, now - retention),
+                levels=await self._levels(connection),
+                jobs=await self._jobs(connection, active_only=True),
+            )
+
+    async def _states(self, connection: AsyncConnection) -> dict[str, dict[str, Any]]:
+        rows = await connection.execute(
+            select(RiskStateEntry.name, RiskStateEntry.value).where(
+                RiskStateEntry.mode == self.mode
+            )
+        )
+        return {name: value for name, value in rows}
+
+    async def _fills(self, connection: AsyncConnection) -> list[AppliedFill]:
+        rows = await connection.execute(
+            select(
+                Fill.trade_id,
+                Order.intent_id,
+                Fill.product_id,
+                Fill.side,
+                Fill.price,
+                Fill.size,
+                Fill.fee,
+            )  # fmt: skip
+            .join(Order, Order.client_order_id == Fill.client_order_id)
+            .where(Fill.mode == self.mode)
+            .order_by(Fill.filled_at, Fill.id)
+        )
+        return [
+            AppliedFill(trade, intent, product, Side(side), price, size, fee)
+            for trade, intent, product, side, price, size, fee in rows
+        ]
+
+    async def _open_intents(self, connection: AsyncConnection) -> list[OpenIntent]:
+        filled = (
+            select(Order.intent_id, func.sum(Fill.price * Fill.size).label("quote"))
+            .join(Fill, Fill.client_order_id == Order.client_order_id)
+            .group_by(Order.intent_id)
+            .subquery()
+        )
+        rows = await connection.execute(
+            select(RiskIntent, filled.c.quote)
+            .outerjoin(filled, filled.c.intent_id == RiskIntent.intent_id)
+            .where(RiskIntent.mode == self.mode, RiskIntent.finished_at.is_(None))
+            .order_by(RiskIntent.issued_at)
+        )
+        return [
+            OpenIntent(
+                row.intent_id,
+                IntentKind(row.kind),
+                row.product_id,
+                Side(row.side),
+                row.quote_size if row.kind == IntentKind.ENTRY and row.quote_size else Decimal(0),
+                row.issued_at,
+                row.flatten_id,
+                row.quote or Decimal(0),
+            )  # fmt: skip
+            for row in rows
+        ]
+
+    async def _entries(self, connection: AsyncConnection, since: datetime) -> list[EntryRecord]:
+        rows = await connection.execute(
+            select(RiskIntent.issued_at, RiskIntent.product_id, RiskIntent.quote_size)
+            .where(
+                RiskIntent.mode == self.mode,
+                RiskIntent.kind == IntentKind.ENTRY.value,
+                RiskIntent.issued_at > since,
+            )
+            .order_by(RiskIntent.issued_at)  # fmt: skip
+        )
+        return [EntryRecord(at, product, quote or Decimal(0)) for at, product, quote in rows]
+
+    async def _levels(self, connection: AsyncConnection) -> dict[str, Levels]:
+        rows = await connection.execute(
+            select(RiskIntent.product_id, RiskIntent.stop_loss, RiskIntent.take_profit)
+            .where(RiskIntent.mode == self.mode, RiskIntent.kind == IntentKind.ENTRY.value)
+            .order_by(RiskIntent.product_id, RiskIntent.issued_at.desc())
+            .ext(distinct_on(RiskIntent.product_id))
+        )
+        return {product: (stop, take) for product, stop, take in rows}
+
+    async def _jobs(self, connection: AsyncConnection, *, active_only: bool) -> list[FlattenJob]:
+        query = select(FlattenJobRecord.progress).where(FlattenJobRecord.mode == self.mode)
+        if active_only:
+            query = query.where(FlattenJobRecord.finished_at.is_(None))
+        return [FlattenJob.from_json(progress) for (progress,) in await connection.execute(query)]
+
+    async def decision(self, proposal_id: str) -> tuple[ProposalDecided, PlaceOrder | None] | None:
+        """The decision already taken on ``proposal_id`` and its order, for a redelivery."""
+        async with self._engine.connect() as connection:
+            found = (
+                await connection.execute(
+                    select(RiskDecision).where(RiskDecision.proposal_id == proposal_id)
+                )
+            ).first()
+            intent = (
+                await connection.execute(
+                    select(RiskIntent).where(RiskIntent.intent_id == proposal_id)
+                )
+            ).first()
+        if found is None:
+            return None
+        row = found
+        decision = ProposalDecided(
+            proposal_id=row.proposal_id, product_id=row.product_id, strategy=row.strategy,
+            action=ProposalAction(row.action), outcome=DecisionOutcome(row.outcome),
+            requested_quote_size=row.requested_quote_size,
+            approved_quote_size=row.approved_quote_size, exit_base_size=row.exit_base_size,
+            reasons=tuple(row.reasons), decided_at=row.decided_at,
+        )  # fmt: skip
+        return decision, None if intent is None else _order(intent)
+
+    async def open_orders(self) -> list[PlaceOrder]:
+        """The order of every intent not yet reported finished, oldest first."""
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                select(RiskIntent)
+                .where(RiskIntent.mode == self.mode, RiskIntent.finished_at.is_(None))
+                .order_by(RiskIntent.issued_at)
+            )
+            return [_order(row) for row in rows]
+
+    async def recent_decisions(
+        self, limit: int, product_id: str | None = None, outcome: str | None = None
+    ) -> list[dict[str, Any]]:
+        query = select(RiskDecision).where(RiskDecision.mode == self.mode)
+        if product_id:
+            query = query.where(RiskDecision.product_id == product_id)
+        if outcome:
+            query = query.where(RiskDecision.outcome == outcome)
+        query = query.order_by(RiskDecision.decided_at.desc(), RiskDecision.id.desc()).limit(limit)
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query)).mappings().all()
+        return [_decision_json(row) for row in rows]
+
+    async def flatten_job(self, flatten_id: str) -> FlattenJob | None:
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(FlattenJobRecord.progress).where(
+                        FlattenJobRecord.flatten_id == flatten_id,
+                        FlattenJobRecord.mode == self.mode,
+                    )
+                )
+            ).first()
+        return None if row is None else FlattenJob.from_json(row[0])
+
+    # --- writing -----------------------------------------------------------------------
+
+    async def save(self, effects: Effects, now: datetime) -> None:
+        """Everything ``effects`` must keep, in one transaction."""
+        async with self._engine.begin() as connection:
+            for decision in effects.decisions:
+                await connection.execute(
+                    insert(RiskDecision).values(**self._decision_row(decision))
+                    .on_conflict_do_nothing(index_elements=["proposal_id"])
+                )  # fmt: skip
+            for issued in effects.intents:
+                await connection.execute(
+                    insert(RiskIntent).values(**self._intent_row(issued))
+                    .on_conflict_do_nothing(index_elements=["intent_id"])
+                )  # fmt: skip
+            for report in effects.finished:
+                await connection.execute(
+                    update(RiskIntent)
+                    .where(RiskIntent.intent_id == report.intent_id,
+                           RiskIntent.finished_at.is_(None))
+                    .values(finished_at=report.finished_at, status=report.status.value,
+                            filled_base=report.filled_base, filled_quote=report.filled_quote,
+                            reason=report.reason)
+                )  # fmt: skip
+            for change in effects.audit:
+                await connection.execute(
+                    insert(ControlAction).values(
+                        action=change.action, actor=change.actor, reason=change.reason,
+                        requested_at=change.changed_at, mode=self.mode,
+                        outcome={"entries_allowed": change.entries_allowed,
+                                 "flatten_id": change.flatten_id},
+                    )
+                )  # fmt: skip
+            for job in effects.jobs.values():
+                await self._save_job(connection, job)
+            if effects.state is not None:
+                await self._save_state(connection, "trading", effects.state.to_json(), now)
+            if effects.watch is not None:
+                await self._save_state(connection, "watch", effects.watch.to_json(), now)
+
+    async def save_watch(self, watch: EquityWatch, now: datetime) -> None:
+        async with self._engine.begin() as connection:
+            await self._save_state(connection, "watch", watch.to_json(), now)
+
+    async def _save_job(self, connection: AsyncConnection, job: FlattenJob) -> None:
+        values = {
+            "flatten_id": job.flatten_id, "actor": job.actor, "reason": job.reason,
+            "requested_at": job.requested_at, "finished_at": job.finished_at,
+            "progress": job.to_json(), "mode": self.mode,
+        }  # fmt: skip
+        statement = insert(FlattenJobRecord).values(**values)
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["flatten_id"],
+                set_={
+                    "finished_at": statement.excluded.finished_at,
+                    "progress": statement.excluded.progress,
+                },
+            )  # fmt: skip
+        )
+
+    async def _save_state(
+        self, connection: AsyncConnection, name: str, value: dict[str, Any], now: datetime
+    ) -> None:
+        statement = insert(RiskStateEntry).values(
+            mode=self.mode, name=name, value=value, updated_at=now
+        )
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["mode", "name"],
+                set_={"value": statement.excluded.value, "updated_at": now},
+            )
+        )
+
+    def _decision_row(self, decision: ProposalDecided) -> dict[str, Any]:
+        return {
+            "proposal_id": decision.proposal_id, "strategy": decision.strategy,
+            "product_id": decision.product_id, "action": decision.action.value,
+            "outcome": decision.outcome.value,
+            "requested_quote_size": decision.requested_quote_size,
+            "approved_quote_size": decision.approved_quote_size,
+            "exit_base_size": decision.exit_base_size, "reasons": list(decision.reasons),
+            "decided_at": decision.decided_at, "mode": self.mode,
+        }  # fmt: skip
+
+    def _intent_row(self, issued: IssuedIntent) -> dict[str, Any]:
+        order = issued.order
+        return {
+            "intent_id": order.intent_id, "kind": order.kind.value,
+            "product_id": order.product_id, "side": order.side.value,
+            "quote_size": order.quote_size, "base_size": order.base_size,
+            "reference_mid": order.reference_mid, "proposal_id": order.proposal_id,
+            "flatten_id": issued.flatten_id, "stop_loss": issued.stop_loss,
+            "take_profit": issued.take_profit, "issued_at": order.issued_at, "reason": "",
+            "mode": self.mode,
+        }  # fmt: skip
+
+
+def _order(row: Any) -> PlaceOrder:
+    kind = IntentKind(row.kind)
+    liquidity = (
+        LiquidityPreference.MAKER_FIRST if kind is IntentKind.ENTRY else LiquidityPreference.TAKER
+    )
+    return PlaceOrder(
+        intent_id=row.intent_id, kind=kind, product_id=row.product_id, side=Side(row.side),
+        base_size=row.base_size, quote_size=row.quote_size, reference_mid=row.reference_mid,
+        liquidity=liquidity, proposal_id=row.proposal_id, issued_at=row.issued_at,
+    )  # fmt: skip
+
+
+def _decision_json(row: Any) -> dict[str, Any]:
+    return {
+        "proposal_id": row["proposal_id"], "strategy": row["strategy"],
+        "product_id": row["product_id"], "action": row["action"], "outcome": row["outcome"],
+        "requested_quote_size": str(row["requested_quote_size"]),
+        "approved_quote_size": str(row["approved_quote_size"]),
+        "exit_base_size": None if row["exit_base_size"] is None else str(row["exit_base_size"]),
+        "reasons": list(row["reasons"]), "decided_at": row["decided_at"].isoformat(),
+    }  # fmt: skip

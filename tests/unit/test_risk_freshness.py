@@ -1,0 +1,48 @@
+"""An entry proposal that waited too long is history: rejected; an old exit still sells."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from services.risk.engine import RiskEngine
+from services.risk.policy import ProductRules
+from services.risk.portfolio import AppliedFill
+from shared.config import load_config
+from shared.messages import DecisionOutcome, ProposalAction, TradeProposed
+from shared.money import Side
+from tests.support.venue import CONFIG_DIR
+
+NOW = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+RULES = {"BTC-USD": ProductRules("BTC-USD", "store_of_value", True, True, True)}
+
+
+def _engine() -> RiskEngine:
+    policy = load_config(CONFIG_DIR).policy.risk
+    return RiskEngine(policy, Decimal(10_000), rules=RULES, max_proposal_age=timedelta(seconds=60))
+
+
+def _proposal(action: ProposalAction, age: timedelta) -> TradeProposed:
+    return TradeProposed(
+        proposal_id=f"p:{action.value}:{age.total_seconds()}", strategy="s", product_id="BTC-USD",
+        side=Side.BUY if action is ProposalAction.ENTRY else Side.SELL, action=action,
+        quote_size=Decimal(100), reference_mid=Decimal(60_000), decided_at=NOW - age,
+    )  # fmt: skip
+
+
+def test_an_entry_is_fresh_up_to_the_limit_and_stale_past_it():
+    at_limit = _engine().on_proposal(_proposal(ProposalAction.ENTRY, timedelta(seconds=60)), NOW)
+    assert at_limit.decisions[0].outcome is DecisionOutcome.APPROVED
+    late = _engine().on_proposal(
+        _proposal(ProposalAction.ENTRY, timedelta(seconds=60, microseconds=1)), NOW
+    )
+    assert late.decisions[0].reasons == ("stale_proposal",) and not late.intents
+
+
+def test_an_old_exit_still_sells():
+    engine = _engine()
+    engine.on_fill(AppliedFill("t-1", "i-1", "BTC-USD", Side.BUY, Decimal(60_000),
+                               Decimal("0.01"), Decimal("3.6")), NOW)  # fmt: skip
+    decided = engine.on_proposal(_proposal(ProposalAction.EXIT, timedelta(hours=3)), NOW)
+    assert decided.decisions[0].outcome is DecisionOutcome.APPROVED
+    assert decided.intents[0].order.base_size == Decimal("0.01")
