@@ -34,7 +34,10 @@ from shared.money import Side
 
 __all__ = ["Conflict", "Effects", "IssuedIntent", "RiskEngine"]
 
-ALL_KINDS = (IntentKind.ENTRY, IntentKind.EXIT, IntentKind.FLATTEN)
+# What a flatten cancels: everything but its own exits, which a second flatten (or a
+# restart) must not cancel while they work.
+FLATTEN_CANCELS = (IntentKind.ENTRY, IntentKind.EXIT)
+STOP_RETRY = timedelta(seconds=5)
 
 
 class Conflict(Exception):
@@ -105,6 +108,7 @@ class RiskEngine:
         )
         self.jobs: dict[str, FlattenJob] = {}
         self.levels: dict[str, tuple[Decimal | None, Decimal | None]] = {}
+        self._last_stop_at: dict[str, datetime] = {}
         self.decisions_made = {outcome: 0 for outcome in DecisionOutcome}
 
     # --- what the engine is told -------------------------------------------------------
@@ -150,6 +154,7 @@ class RiskEngine:
                 proposal.reference_mid, now, proposal.proposal_id,
             )  # fmt: skip
             effects.intents.append(self._issue(IssuedIntent(order), now))
+            effects.cancels.append(_cancel_entries(proposal.product_id, "exit", now))
         return effects
 
     def on_fill(self, fill: AppliedFill, now: datetime) -> Effects:
@@ -175,17 +180,28 @@ class RiskEngine:
         self.book.portfolio.mark(product_id, (bid + ask) / 2)
         effects = Effects()
         trigger = self._exit_trigger(product_id, bid)
-        if trigger is not None:
+        last = self._last_stop_at.get(product_id)
+        if trigger is not None and (last is None or now - last >= STOP_RETRY):
             size = exit_size(self.book, product_id)
             assert size is not None
-            intent_id = f"{trigger}:{product_id}:{int(now.timestamp() * 1_000_000)}"
+            intent_id = f"{trigger}:{product_id}:{_stamp(now)}"
             order = _exit_order(intent_id, IntentKind.EXIT, product_id, size, (bid + ask) / 2, now)
             effects.intents.append(self._issue(IssuedIntent(order), now))
+            effects.cancels.append(_cancel_entries(product_id, trigger, now))
+            self._last_stop_at[product_id] = now  # a refused exit is not retried every tick
         return effects.merge(self.watch_equity(now))
 
     def watch_equity(self, now: datetime) -> Effects:
-        """Update the high-water mark and today's opening equity; pause on a breach."""
-        equity = self.book.portfolio.equity()
+        """Update the high-water mark and today's opening equity; pause on a breach.
+
+        Nothing is read until every open position has a mark from the market: a position
+        valued at its last fill price (just after a start) would set false marks.
+        """
+        portfolio = self.book.portfolio
+        if any(p.base != 0 and product not in portfolio.marks
+               for product, p in portfolio.positions.items()):  # fmt: skip
+            return Effects()
+        equity = portfolio.equity()
         effects = Effects()
         if self.book.watch.observe(equity, now):
             effects.watch = self.book.watch
@@ -255,7 +271,7 @@ class RiskEngine:
         self.book.state = TradingState(False, f"flatten: {reason}", actor, now, job.flatten_id)
         cancel = CancelOrders(
             command_id=f"flatten:{job.flatten_id}:{_stamp(now)}",
-            product_ids=tuple(scope) if products is not None else (), kinds=ALL_KINDS,
+            product_ids=tuple(scope) if products is not None else (), kinds=FLATTEN_CANCELS,
             reason=f"flatten: {reason}", issued_at=now,
         )  # fmt: skip
         effects = Effects(
@@ -400,6 +416,14 @@ def _exit_order(
         intent_id=intent_id, kind=kind, product_id=product_id, side=Side.SELL, base_size=base,
         reference_mid=mid, liquidity=LiquidityPreference.TAKER, proposal_id=proposal_id,
         issued_at=now,
+    )  # fmt: skip
+
+
+def _cancel_entries(product_id: str, why: str, now: datetime) -> CancelOrders:
+    """An exit stops the product's working entries: nothing buys back what it sells."""
+    return CancelOrders(
+        command_id=f"{why}:{product_id}:{_stamp(now)}", product_ids=(product_id,),
+        kinds=(IntentKind.ENTRY,), reason=f"{why} on {product_id}", issued_at=now,
     )  # fmt: skip
 
 

@@ -42,6 +42,7 @@ class ProductRules:
     base_increment: Decimal = Decimal("0.00000001")
     quote_min_size: Decimal = ZERO
     quote_max_size: Decimal | None = None
+    base_min_size: Decimal = ZERO
 
 
 @dataclass
@@ -197,4 +198,6 @@ def exit_size(book: Book, product_id: str) -> Decimal | None:
     rules = book.rules.get(product_id)
     if rules is not None:
         base = quantize(base, rules.base_increment, Rounding.FLOOR)
+        if base < rules.base_min_size:  # the venue takes no order this small: a leftover
+            return None
     return base if base > 0 else None

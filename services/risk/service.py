@@ -25,7 +25,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 
-from services.risk.engine import Effects, RiskEngine
+from services.risk.engine import FLATTEN_CANCELS, Effects, RiskEngine
 from services.risk.flatten import FlattenJob
 from services.risk.ledger import DAY, HOUR
 from services.risk.policy import ProductRules, exposure, open_trades, theme_exposure
@@ -80,6 +80,7 @@ def product_rules(config: AppConfig, venue: Mapping[str, Any]) -> dict[str, Prod
             base_increment=info.base_increment if info else Decimal("0.00000001"),
             quote_min_size=info.quote_min_size if info else Decimal(0),
             quote_max_size=info.quote_max_size if info else None,
+            base_min_size=info.base_min_size if info else Decimal(0),
         )  # fmt: skip
     return rules
 
@@ -130,6 +131,8 @@ class RiskService:
             fills=restored.fills, intents=restored.intents, entries=restored.entries,
             levels=restored.levels, jobs=restored.jobs,
         )  # fmt: skip
+        # the market's marks are not in Postgres: keep what the last engine saw
+        engine.book.portfolio.marks.update(self.engine.book.portfolio.marks)
         self.engine = engine
         await self._republish(now)
         self.restored = True
@@ -140,18 +143,19 @@ class RiskService:
     async def _republish(self, now: datetime) -> None:
         book = self.engine.book
         effects = Effects()
+        stamp = now.strftime("%Y%m%dT%H%M%S%f")
         if not book.state.entries_allowed:
             effects.cancels.append(CancelOrders(
-                command_id=f"restore:entries:{int(now.timestamp())}", kinds=(IntentKind.ENTRY,),
+                command_id=f"restore:entries:{stamp}", kinds=(IntentKind.ENTRY,),
                 reason=f"paused: {book.state.reason}", issued_at=now,
             ))  # fmt: skip
         for job in self.engine.jobs.values():
             effects.cancels.append(CancelOrders(
-                command_id=f"restore:flatten:{job.flatten_id}:{int(now.timestamp())}",
-                product_ids=tuple(sorted(job.products)),
-                kinds=(IntentKind.ENTRY, IntentKind.EXIT, IntentKind.FLATTEN),
+                command_id=f"restore:flatten:{job.flatten_id}:{stamp}",
+                product_ids=tuple(sorted(job.products)), kinds=FLATTEN_CANCELS,
                 reason=f"flatten: {job.reason}", issued_at=now,
             ))  # fmt: skip
+        # the orders go first, so the cancels the state calls for reach them
         orders = await self.store.open_orders()
         await self._publish(effects, origin_ts=None, orders=orders)
 
@@ -177,9 +181,11 @@ class RiskService:
     ) -> None:
         entries: list[tuple[str, Payload, str | None]] = []
         entries += [(d.STREAM, d, f"decision:{d.proposal_id}") for d in effects.decisions]
+        entries += [(o.STREAM, o, f"order:{o.intent_id}") for o in orders or []]
         entries += [(c.STREAM, c, c.command_id) for c in effects.cancels]
-        for order in [i.order for i in effects.intents] + list(orders or []):
-            entries.append((order.STREAM, order, f"order:{order.intent_id}"))
+        entries += [
+            (i.order.STREAM, i.order, f"order:{i.order.intent_id}") for i in effects.intents
+        ]
         entries += [(a.STREAM, a, None) for a in effects.audit]
         async with self._redis.pipeline(transaction=True) as pipe:
             for stream, payload, message_id in entries:
@@ -276,10 +282,11 @@ class RiskService:
 
     async def supervise(self) -> None:
         """Retry flatten exits, refresh product rules, keep the equity marks durable."""
+        rules = product_rules(self.config, await self._catalog.all())
         async with self.gate:
             await self._ensure_fresh()
             now = self._clock.now()
-            self.engine.set_rules(product_rules(self.config, await self._catalog.all()))
+            self.engine.set_rules(rules)
             effects = self.engine.supervise(now).merge(self.engine.watch_equity(now))
             if effects.watch is not None:
                 self._watch_dirty, effects.watch = True, None

@@ -182,7 +182,9 @@ class RiskStore:
             approved_quote_size=row.approved_quote_size, exit_base_size=row.exit_base_size,
             reasons=tuple(row.reasons), decided_at=row.decided_at,
         )  # fmt: skip
-        return decision, None if intent is None else _order(intent)
+        # an order still open is sent again (execution dedupes it); a finished one is history
+        open_order = intent is not None and intent.finished_at is None
+        return decision, _order(intent) if open_order else None
 
     async def open_orders(self) -> list[PlaceOrder]:
         """The order of every intent not yet reported finished, oldest first."""

@@ -155,6 +155,10 @@ async def test_every_control_route_refuses_a_missing_or_wrong_token(stack):
                 )  # fmt: skip
                 assert (missing.status_code, wrong.status_code) == (401, 401), path
                 assert wrong.headers["www-authenticate"] == "Bearer"
+            odd_actor = await anonymous.post(
+                "/v1/pause", json={"reason": "x"}, headers={"X-Actor": "<script>"}
+            )
+            assert odd_actor.status_code == 401  # who the caller is comes before what they say
             schema = (await anonymous.get("/openapi.json")).json()
         assert (await risk.client.get("/v1/status")).status_code == 200
         assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
@@ -258,11 +262,8 @@ async def test_flatten_retries_until_every_position_is_flat(stack):
         assert status["trading"]["state"] == "PAUSED"
     commands = await stream_payloads(stack["redis"], stack["keys"], "risk.orders")
     first_cancel = next(i for i, c in enumerate(commands) if isinstance(c, CancelOrders))
-    assert set(commands[first_cancel].kinds) == {
-        IntentKind.ENTRY,
-        IntentKind.EXIT,
-        IntentKind.FLATTEN,
-    }
+    # everything but the flatten's own exits, which a second flatten must not cancel
+    assert set(commands[first_cancel].kinds) == {IntentKind.ENTRY, IntentKind.EXIT}
     assert all(c.kind is IntentKind.FLATTEN for c in commands[first_cancel + 1:]
                if isinstance(c, PlaceOrder))  # fmt: skip
 
@@ -348,7 +349,6 @@ async def test_no_entry_is_approved_once_a_flatten_has_started(stack, busy_confi
     # proposals already in flight when the flatten started were decided after it: rejected
     stopped = [d for d in decisions.values() if "flatten_in_progress" in d.reasons]
     assert stopped and all(d.outcome is DecisionOutcome.REJECTED for d in stopped)
-    assert len(approved) + len(stopped) <= len(proposals) + 1
 
 
 async def test_a_restart_keeps_the_pause_the_positions_and_the_flatten(stack):

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from services.risk.engine import (
-    ALL_KINDS,
+    FLATTEN_CANCELS,
     Conflict,
     Effects,
     RiskEngine,
@@ -134,7 +134,9 @@ def test_only_one_exit_is_in_flight_per_product() -> None:
     risk.on_intent_finished(
         finished(first.intent_id, kind=IntentKind.EXIT, side=Side.SELL), NOW + 2 * SECOND
     )
-    [again] = quote(risk, "BTC-USD", "96", at=NOW + 3 * SECOND)
+    # a refused stop is retried, but not on every tick: 5 s after the last attempt
+    assert quote(risk, "BTC-USD", "96", at=NOW + 5 * SECOND - timedelta(microseconds=1)) == []
+    [again] = quote(risk, "BTC-USD", "96", at=NOW + 5 * SECOND)
     assert again.intent_id != first.intent_id and again.base_size == D(1)
 
 
@@ -304,7 +306,7 @@ def test_flatten_sells_everything_retries_what_is_left_and_finishes_when_all_is_
     assert effects.state is not None and effects.state.name == "FLATTENING"
     assert effects.state.entries_allowed is False and effects.state.flatten_id == "f-1"
     [cancel] = effects.cancels
-    assert cancel.kinds == ALL_KINDS and cancel.product_ids == ()
+    assert cancel.kinds == FLATTEN_CANCELS and cancel.product_ids == ()
     [audit] = effects.audit
     assert (audit.action, audit.actor, audit.flatten_id) == ("FLATTEN", "alice", "f-1")
     exits = orders(effects)

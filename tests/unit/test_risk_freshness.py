@@ -1,4 +1,5 @@
-"""An entry proposal that waited too long is history: rejected; an old exit still sells."""
+"""Old news is not acted on: a stale entry proposal is rejected (an old exit still sells),
+and equity is read for the loss limits only once every position has a market mark."""
 
 from __future__ import annotations
 
@@ -46,3 +47,17 @@ def test_an_old_exit_still_sells():
     decided = engine.on_proposal(_proposal(ProposalAction.EXIT, timedelta(hours=3)), NOW)
     assert decided.decisions[0].outcome is DecisionOutcome.APPROVED
     assert decided.intents[0].order.base_size == Decimal("0.01")
+
+
+def test_equity_marks_wait_for_a_market_mark_on_every_position():
+    engine = _engine()
+    engine.restore(
+        fills=[AppliedFill("t-1", "i-1", "BTC-USD", Side.BUY, Decimal(60_000), Decimal("0.1"),
+                           Decimal(0))],
+        intents=[], entries=[], levels={}, jobs=[],
+    )  # fmt: skip
+    # after a restart the position is worth its fill price, 6000, not what the market says
+    assert engine.watch_equity(NOW).watch is None and engine.book.watch.peak is None
+    engine.book.portfolio.mark("BTC-USD", Decimal(50_000))
+    assert engine.watch_equity(NOW).watch is not None
+    assert engine.book.watch.peak == engine.book.watch.day_start == Decimal(9_000)

@@ -420,6 +420,14 @@ def test_an_exit_of_dust_is_rejected() -> None:
     assert rejected(decide(risk, exit_("ETH-USD")), "dust")
 
 
+def test_a_position_below_the_venues_minimum_order_is_dust() -> None:
+    risk = engine(product_rules=universe(rules("SOL-USD", base_min_size=D("0.1"))))
+    hold(risk, "SOL-USD", "0.09", "100")  # worth 9: above the dust threshold, unsellable
+    assert rejected(decide(risk, exit_("SOL-USD")), "dust")
+    hold(risk, "SOL-USD", "0.01", "100")  # now 0.1: the venue takes it
+    assert decide(risk, exit_("SOL-USD")).outcome is APPROVED
+
+
 def test_one_exit_at_a_time_per_product() -> None:
     risk = engine()
     hold(risk, "BTC-USD", "1", "100")

@@ -163,6 +163,7 @@ class RiskMachine(RuleBasedStateMachine):
         self.day_start: Decimal | None = None
         self.last_fill_sent: AppliedFill | None = None
         self.levels: dict[str, tuple[Decimal | None, Decimal | None]] = {}
+        self.last_stop: dict[str, datetime] = {}
 
     # --- the test's own account ----------------------------------------------------------
 
@@ -505,29 +506,41 @@ class RiskMachine(RuleBasedStateMachine):
         bid = walk(product_id, self.marks.get(product_id, PRICE[product_id]), move)
         ask = bid + PRICE[product_id] * spread / 1000
         self.marks[product_id] = (bid + ask) / 2
+        # equity is read only once every open position has a market mark
+        watching = all(p in self.marks for p in LISTED if self.base[p] != 0)
         equity = self.equity()
-        if self.day != self.now.date() or self.day_start is None:
+        if watching and (self.day != self.now.date() or self.day_start is None):
             self.day, self.day_start = self.now.date(), equity
-        if self.peak is None or equity > self.peak:
+        if watching and (self.peak is None or equity > self.peak):
             self.peak = equity
         was_allowed = self.engine.book.state.entries_allowed
         trigger = self.expected_trigger(product_id, bid)
+        last_stop = self.last_stop.get(product_id)
+        if last_stop is not None and self.now - last_stop < timedelta(seconds=5):
+            trigger = None  # a stop is retried at most every 5 s
         effects = self.engine.on_tick(product_id, bid, ask, self.now)
+        stop_cancels = [c for c in effects.cancels if c.command_id.startswith(f"{trigger}:")]
         if trigger is None:
-            assert effects.intents == []
+            assert effects.intents == [] and stop_cancels == []
         else:
+            self.last_stop[product_id] = self.now
             [issued] = effects.intents
             assert issued.order.kind is IntentKind.EXIT and issued.order.product_id == product_id
             assert issued.order.intent_id.startswith(f"{trigger}:{product_id}:")
+            # the exit stops the product's working entries
+            assert [(c.kinds, c.product_ids) for c in stop_cancels] == [
+                ((IntentKind.ENTRY,), (product_id,))
+            ]
         self.absorb(effects)
         pauses = [audit for audit in effects.audit if audit.action == "PAUSE"]
+        pause_cancels = [c for c in effects.cancels if c not in stop_cancels]
         event(f"tick: {len(effects.intents)} exits, {len(pauses)} pauses")
-        if was_allowed and self.breached():
+        if watching and was_allowed and self.breached():
             assert [(a.actor, a.entries_allowed) for a in pauses] == [("risk", False)]
-            assert [c.kinds for c in effects.cancels] == [(IntentKind.ENTRY,)]
+            assert [c.kinds for c in pause_cancels] == [(IntentKind.ENTRY,)]
             assert self.engine.book.state.entries_allowed is False
         else:
-            assert pauses == [] and effects.cancels == []
+            assert pauses == [] and pause_cancels == []
 
     @rule(step=st.one_of(st.sampled_from(STEPS), st.integers(1, 20_000).map(
         lambda s: timedelta(seconds=s))))  # fmt: skip
