@@ -1,0 +1,1 @@
+"""execution: turns approved order intents into venue orders and fills."""
