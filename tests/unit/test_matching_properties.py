@@ -202,3 +202,30 @@ def _limit(side: Side, size: Decimal, price: Decimal) -> OrderRequest:
         base_size=size,
         limit_price=price,
     )
+
+
+@given(asks=ask_levels().filter(bool), base_size=order_sizes, side=st.sampled_from(list(Side)))
+def test_a_taker_fill_lies_between_the_best_and_worst_level_it_touched_at_the_taker_rate(
+    asks, base_size, side
+):
+    book = L2Book("BTC-USD")
+    levels = asks if side is Side.BUY else asks[::-1]  # a sell walks the bids, highest first
+    book_side = BookSide.OFFER if side is Side.BUY else BookSide.BID
+    book.apply_snapshot([(book_side, price, size) for price, size in levels])
+    request = OrderRequest(client_order_id="c", product_id="BTC-USD", side=side,
+                           kind=OrderKind.MARKET_IOC, base_size=base_size)  # fmt: skip
+    order = _engine().submit(request, book, NOW, consume=True)
+    assert order.filled_size <= min(base_size, sum(size for _, size in levels))
+    if not order.fills:
+        return
+    touched = [fill.price for fill in order.fills]
+    best, worst = (min(touched), max(touched)) if side is Side.BUY else (max(touched), min(touched))
+    # it starts at the top of the book: the first level holding one whole increment
+    assert best == next(price for price, size in levels if size >= INCREMENT)
+    average = order.average_filled_price
+    assert min(best, worst) <= average <= max(best, worst)
+    for fill in order.fills:  # 60 bps of each fill's value, to the cent, half to even
+        assert fill.liquidity is Liquidity.TAKER
+        expected = quantize(fill.value * Decimal("0.006"), Decimal("0.01"), Rounding.HALF_EVEN)
+        assert fill.commission == expected
+    assert order.total_fees == sum((fill.commission for fill in order.fills), Decimal(0))
