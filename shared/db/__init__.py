@@ -1,6 +1,7 @@
 """Postgres: the engine, the schema (models and Alembic migrations), idempotent handling."""
 
 from shared.db.engine import claim_message, make_engine, sqlalchemy_url
+from shared.db.fills import record_fill, record_order
 from shared.db.migrate import downgrade, upgrade
 from shared.db.models import (
     METADATA,
@@ -31,6 +32,8 @@ __all__ = [
     "claim_message",
     "downgrade",
     "make_engine",
+    "record_fill",
+    "record_order",
     "sqlalchemy_url",
     "upgrade",
 ]

@@ -18,14 +18,14 @@ from typing import Any
 
 import httpx
 from redis.asyncio import Redis
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.risk.app import RiskSettings, bootstrap
 from services.risk.service import RiskService
 from shared.bus import BusKeys, ConsumerSettings, Delivery, StreamConsumer
 from shared.clock import SimulatedClock
-from shared.db import Fill, Order
+from shared.db import record_fill, record_order
+from shared.matching.types import OrderKind, OrderRequest
 from shared.messages import (
     CancelOrders,
     Envelope,
@@ -147,25 +147,19 @@ class FakeExecution:
         fee = quantize(price * size * FEE_RATE, Decimal("0.00000001"), Rounding.HALF_EVEN)
         client_order_id = hashlib.sha256(order.intent_id.encode()).hexdigest()[:32]
         now = self.clock.now()
-        async with self.database.begin() as connection:
-            await connection.execute(insert(Order).values(
-                client_order_id=client_order_id, intent_id=order.intent_id,
-                product_id=order.product_id, side=order.side.value, order_type="MARKET",
-                base_size=size, status="FILLED", filled_size=size, average_price=price,
-                reason="", mode="PAPER",
-            ).on_conflict_do_nothing())  # fmt: skip
-            await connection.execute(insert(Fill).values(
-                venue="paper", trade_id=f"t-{client_order_id}", client_order_id=client_order_id,
-                product_id=order.product_id, side=order.side.value, price=price, size=size,
-                fee=fee, liquidity="TAKER", arrival_mid=order.reference_mid, arrival_time=now,
-                filled_at=now, mode="PAPER",
-            ).on_conflict_do_nothing())  # fmt: skip
+        request = OrderRequest(client_order_id, order.product_id, order.side,
+                               OrderKind.MARKET_IOC, base_size=size)  # fmt: skip
         filled = OrderFilled(
             client_order_id=client_order_id, intent_id=order.intent_id,
             trade_id=f"t-{client_order_id}", product_id=order.product_id, side=order.side,
             price=price, size=size, fee=fee, liquidity=Liquidity.TAKER,
             arrival_mid=order.reference_mid, mode=TradingMode.PAPER, filled_at=now,
         )  # fmt: skip
+        async with self.database.begin() as connection:
+            await record_order(connection, request, intent_id=order.intent_id,
+                               status=OrderStatus.FILLED, mode=TradingMode.PAPER,
+                               filled_size=size, average_price=price)  # fmt: skip
+            await record_fill(connection, filled, venue="paper", arrival_time=order.issued_at)
         delivery.publish(self._envelope(filled))
         delivery.publish(self._envelope(self._finished(order, OrderStatus.FILLED, size, price)))
 
