@@ -32,7 +32,7 @@ from shared.messages import (
 )
 from shared.money import Side
 
-__all__ = ["Conflict", "Effects", "IssuedIntent", "RiskEngine"]
+__all__ = ["Conflict", "Effects", "IssuedIntent", "RiskEngine", "liquidity_for", "stamp"]
 
 # What a flatten cancels: everything but its own exits, which a second flatten (or a
 # restart) must not cancel while they work.
@@ -94,6 +94,7 @@ class RiskEngine:
         state: TradingState | None = None,
         watch: EquityWatch | None = None,
         max_proposal_age: timedelta | None = None,
+        max_tick_age: timedelta | None = None,
     ) -> None:
         retention = max(DAY, timedelta(seconds=policy.open_trades_lookback_s))
         self.book = Book(
@@ -109,6 +110,7 @@ class RiskEngine:
         self.jobs: dict[str, FlattenJob] = {}
         self.levels: dict[str, tuple[Decimal | None, Decimal | None]] = {}
         self._last_stop_at: dict[str, datetime] = {}
+        self.max_tick_age = max_tick_age
         self.decisions_made = {outcome: 0 for outcome in DecisionOutcome}
 
     # --- what the engine is told -------------------------------------------------------
@@ -175,16 +177,26 @@ class RiskEngine:
                 effects.jobs[job.flatten_id] = job
         return effects.merge(self.supervise(now))
 
-    def on_tick(self, product_id: str, bid: Decimal, ask: Decimal, now: datetime) -> Effects:
-        """Mark to market, fire stop-loss and take-profit exits, watch the loss limits."""
+    def on_tick(
+        self, product_id: str, bid: Decimal, ask: Decimal, now: datetime,
+        quoted_at: datetime | None = None,
+    ) -> Effects:  # fmt: skip
+        """Mark to market, fire stop-loss and take-profit exits, watch the loss limits.
+
+        A quote older than ``max_tick_age`` (a backlog after downtime) only marks: the
+        price is history, no ground to fire a stop on or to move the equity marks.
+        """
         self.book.portfolio.mark(product_id, (bid + ask) / 2)
+        if self.max_tick_age is not None and quoted_at is not None:
+            if now - quoted_at > self.max_tick_age:
+                return Effects()
         effects = Effects()
         trigger = self._exit_trigger(product_id, bid)
         last = self._last_stop_at.get(product_id)
         if trigger is not None and (last is None or now - last >= STOP_RETRY):
             size = exit_size(self.book, product_id)
             assert size is not None
-            intent_id = f"{trigger}:{product_id}:{_stamp(now)}"
+            intent_id = f"{trigger}:{product_id}:{stamp(now)}"
             order = _exit_order(intent_id, IntentKind.EXIT, product_id, size, (bid + ask) / 2, now)
             effects.intents.append(self._issue(IssuedIntent(order), now))
             effects.cancels.append(_cancel_entries(product_id, trigger, now))
@@ -228,7 +240,7 @@ class RiskEngine:
         """No new entries; open entry orders are cancelled; exits keep working."""
         state = self.book.state
         self.book.state = TradingState(False, reason, actor, now, state.flatten_id)
-        cancel = CancelOrders(command_id=f"pause:{_stamp(now)}", kinds=(IntentKind.ENTRY,),
+        cancel = CancelOrders(command_id=f"pause:{stamp(now)}", kinds=(IntentKind.ENTRY,),
                               reason=f"paused: {reason}", issued_at=now)  # fmt: skip
         return Effects(
             cancels=[cancel], audit=[self._audit("PAUSE", actor, reason, now)],
@@ -270,7 +282,7 @@ class RiskEngine:
         self._sync_flattening()
         self.book.state = TradingState(False, f"flatten: {reason}", actor, now, job.flatten_id)
         cancel = CancelOrders(
-            command_id=f"flatten:{job.flatten_id}:{_stamp(now)}",
+            command_id=f"flatten:{job.flatten_id}:{stamp(now)}",
             product_ids=tuple(scope) if products is not None else (), kinds=FLATTEN_CANCELS,
             reason=f"flatten: {reason}", issued_at=now,
         )  # fmt: skip
@@ -308,7 +320,7 @@ class RiskEngine:
         order = PlaceOrder(
             intent_id=proposal.proposal_id, kind=IntentKind.ENTRY,
             product_id=proposal.product_id, side=Side.BUY, quote_size=quote,
-            reference_mid=proposal.reference_mid, liquidity=LiquidityPreference.MAKER_FIRST,
+            reference_mid=proposal.reference_mid, liquidity=liquidity_for(IntentKind.ENTRY),
             proposal_id=proposal.proposal_id, issued_at=now,
         )  # fmt: skip
         self.book.windows.record(EntryRecord(now, proposal.product_id, quote))
@@ -414,7 +426,7 @@ def _exit_order(
 ) -> PlaceOrder:  # fmt: skip
     return PlaceOrder(
         intent_id=intent_id, kind=kind, product_id=product_id, side=Side.SELL, base_size=base,
-        reference_mid=mid, liquidity=LiquidityPreference.TAKER, proposal_id=proposal_id,
+        reference_mid=mid, liquidity=liquidity_for(kind), proposal_id=proposal_id,
         issued_at=now,
     )  # fmt: skip
 
@@ -422,10 +434,18 @@ def _exit_order(
 def _cancel_entries(product_id: str, why: str, now: datetime) -> CancelOrders:
     """An exit stops the product's working entries: nothing buys back what it sells."""
     return CancelOrders(
-        command_id=f"{why}:{product_id}:{_stamp(now)}", product_ids=(product_id,),
+        command_id=f"{why}:{product_id}:{stamp(now)}", product_ids=(product_id,),
         kinds=(IntentKind.ENTRY,), reason=f"{why} on {product_id}", issued_at=now,
     )  # fmt: skip
 
 
-def _stamp(now: datetime) -> str:
+def liquidity_for(kind: IntentKind) -> LiquidityPreference:
+    """Entries try to earn the maker fee; exits and flattens must get done: taker."""
+    return (
+        LiquidityPreference.MAKER_FIRST if kind is IntentKind.ENTRY else LiquidityPreference.TAKER
+    )
+
+
+def stamp(now: datetime) -> str:
+    """``now`` in whole microseconds, for command and intent ids."""
     return str(int(now.timestamp() * 1_000_000))

@@ -18,14 +18,14 @@ import asyncio
 import json
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 
-from services.risk.engine import FLATTEN_CANCELS, Effects, RiskEngine
+from services.risk.engine import FLATTEN_CANCELS, Effects, RiskEngine, stamp
 from services.risk.flatten import FlattenJob
 from services.risk.ledger import DAY, HOUR
 from services.risk.policy import ProductRules, exposure, open_trades, theme_exposure
@@ -99,7 +99,7 @@ class RiskService:
         self._keys = keys
         self._clock = clock
         self._maxlen = stream_maxlen
-        self._tick_max_age_ns = int(tick_max_age_s * 1e9)
+        self._tick_max_age = timedelta(seconds=tick_max_age_s)
         self._proposal_max_age = (
             None if proposal_max_age_s is None else timedelta(seconds=proposal_max_age_s)
         )
@@ -112,7 +112,10 @@ class RiskService:
 
     def _new_engine(self) -> RiskEngine:
         return RiskEngine(
-            self.config.policy.risk, self.capital, max_proposal_age=self._proposal_max_age
+            self.config.policy.risk,
+            self.capital,
+            max_proposal_age=self._proposal_max_age,
+            max_tick_age=self._tick_max_age,
         )
 
     # --- start and recovery ------------------------------------------------------------
@@ -143,15 +146,15 @@ class RiskService:
     async def _republish(self, now: datetime) -> None:
         book = self.engine.book
         effects = Effects()
-        stamp = now.strftime("%Y%m%dT%H%M%S%f")
+        at = stamp(now)
         if not book.state.entries_allowed:
             effects.cancels.append(CancelOrders(
-                command_id=f"restore:entries:{stamp}", kinds=(IntentKind.ENTRY,),
+                command_id=f"restore:entries:{at}", kinds=(IntentKind.ENTRY,),
                 reason=f"paused: {book.state.reason}", issued_at=now,
             ))  # fmt: skip
         for job in self.engine.jobs.values():
             effects.cancels.append(CancelOrders(
-                command_id=f"restore:flatten:{job.flatten_id}:{stamp}",
+                command_id=f"restore:flatten:{job.flatten_id}:{at}",
                 product_ids=tuple(sorted(job.products)), kinds=FLATTEN_CANCELS,
                 reason=f"flatten: {job.reason}", issued_at=now,
             ))  # fmt: skip
@@ -264,14 +267,11 @@ class RiskService:
         tick = envelope.data
         if not isinstance(tick, TickUpdated):
             return
-        if self._clock.now_ns() - envelope.origin_ts > self._tick_max_age_ns:
-            # a backlog after downtime: the price is history, no ground to fire a stop on
-            self.engine.book.portfolio.mark(tick.product_id, (tick.best_bid + tick.best_ask) / 2)
-            return
+        quoted_at = datetime.fromtimestamp(envelope.origin_ts / 1_000_000_000, tz=UTC)
         async with self.gate:
             await self._ensure_fresh()
             effects = self.engine.on_tick(
-                tick.product_id, tick.best_bid, tick.best_ask, self._clock.now()
+                tick.product_id, tick.best_bid, tick.best_ask, self._clock.now(), quoted_at
             )
             if effects.watch is not None:  # new highs are frequent: flushed once a second
                 self._watch_dirty, effects.watch = True, None

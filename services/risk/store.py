@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.risk.engine import Effects, IssuedIntent
+from services.risk.engine import Effects, IssuedIntent, liquidity_for
 from services.risk.flatten import FlattenJob
 from services.risk.ledger import EntryRecord, OpenIntent
 from services.risk.portfolio import AppliedFill
@@ -33,7 +33,6 @@ from shared.db import (
 from shared.messages import (
     DecisionOutcome,
     IntentKind,
-    LiquidityPreference,
     PlaceOrder,
     ProposalAction,
     ProposalDecided,
@@ -321,13 +320,10 @@ class RiskStore:
 
 def _order(row: Any) -> PlaceOrder:
     kind = IntentKind(row.kind)
-    liquidity = (
-        LiquidityPreference.MAKER_FIRST if kind is IntentKind.ENTRY else LiquidityPreference.TAKER
-    )
     return PlaceOrder(
         intent_id=row.intent_id, kind=kind, product_id=row.product_id, side=Side(row.side),
         base_size=row.base_size, quote_size=row.quote_size, reference_mid=row.reference_mid,
-        liquidity=liquidity, proposal_id=row.proposal_id, issued_at=row.issued_at,
+        liquidity=liquidity_for(kind), proposal_id=row.proposal_id, issued_at=row.issued_at,
     )  # fmt: skip
 
 

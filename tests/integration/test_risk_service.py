@@ -127,6 +127,23 @@ def _execution(stack, **options) -> FakeExecution:
                          dict(PRICES), **options)  # fmt: skip
 
 
+def _risk(stack, **settings):
+    """The risk service over this test's Redis prefix, Postgres schema and clock."""
+    return risk_service(stack["redis_url"], stack["keys"], stack["db"], stack["clock"], **settings)
+
+
+async def _until_done(stack, risk, flatten_id: str, step_s: int = 5) -> dict:
+    """Poll a flatten until DONE, moving the clock on so each retry's back-off passes."""
+
+    async def done():
+        stack["clock"].advance(timedelta(seconds=step_s))
+        job = (await risk.client.get(f"/v1/flatten/{flatten_id}")).json()
+        return job if job["status"] == "DONE" else None
+
+    job: dict = await eventually(done, within=20, what=f"flatten {flatten_id} to finish")
+    return job
+
+
 async def _open_position(stack, risk, n: int, product: str, quote: str) -> None:
     await _propose(stack, _proposal(n, product, ProposalAction.ENTRY, quote, stack["clock"]))
     assert (
@@ -141,7 +158,7 @@ async def _open_position(stack, risk, n: int, product: str, quote: str) -> None:
 
 
 async def test_every_control_route_refuses_a_missing_or_wrong_token(stack):
-    async with risk_service(stack["redis_url"], stack["keys"], stack["db"], stack["clock"]) as risk:
+    async with _risk(stack) as risk:
         base = str(risk.client.base_url)
         routes = [("GET", "/v1/status"), ("GET", "/v1/positions"), ("GET", "/v1/decisions"),
                   ("POST", "/v1/pause"), ("POST", "/v1/resume"), ("POST", "/v1/flatten"),
@@ -169,7 +186,7 @@ async def test_every_control_route_refuses_a_missing_or_wrong_token(stack):
 
 async def test_a_proposal_is_decided_published_and_stored(stack):
     async with (
-        risk_service(stack["redis_url"], stack["keys"], stack["db"], stack["clock"]),
+        _risk(stack),
         _execution(stack).running(),
     ):
         await _propose(stack, _proposal(1, "BTC-USD", ProposalAction.ENTRY, "250", stack["clock"]))
@@ -191,7 +208,7 @@ async def test_a_proposal_is_decided_published_and_stored(stack):
 async def test_pause_cancels_open_entries_blocks_new_ones_and_lets_exits_through(stack):
     execution = _execution(stack)
     async with (
-        risk_service(stack["redis_url"], stack["keys"], stack["db"], stack["clock"]) as risk,
+        _risk(stack) as risk,
         execution.running(),
     ):
         await _open_position(stack, risk, 1, "BTC-USD", "300")
@@ -233,7 +250,7 @@ async def test_pause_cancels_open_entries_blocks_new_ones_and_lets_exits_through
 async def test_flatten_retries_until_every_position_is_flat(stack):
     execution = _execution(stack)
     async with (
-        risk_service(stack["redis_url"], stack["keys"], stack["db"], stack["clock"]) as risk,
+        _risk(stack) as risk,
         execution.running(),
     ):
         await _open_position(stack, risk, 1, "BTC-USD", "500")
@@ -245,12 +262,7 @@ async def test_flatten_retries_until_every_position_is_flat(stack):
         flatten_id = response.json()["flatten_id"]
         assert set(response.json()["products"]) == {"BTC-USD", "ETH-USD"}
 
-        async def done():
-            stack["clock"].advance(timedelta(seconds=5))  # lets each retry's backoff pass
-            job = (await risk.client.get(f"/v1/flatten/{flatten_id}")).json()
-            return job if job["status"] == "DONE" else None
-
-        job = await eventually(done, within=20, what="the flatten to finish")
+        job = await _until_done(stack, risk, flatten_id)
         assert {p: v["status"] for p, v in job["products"].items()} == {
             "BTC-USD": "FLAT",
             "ETH-USD": "FLAT",
@@ -271,7 +283,7 @@ async def test_flatten_retries_until_every_position_is_flat(stack):
 async def test_an_entry_decided_while_a_flatten_arrives_is_ordered_before_its_cancel(stack):
     execution = _execution(stack, hold_entries=True)
     async with (
-        risk_service(stack["redis_url"], stack["keys"], stack["db"], stack["clock"]) as risk,
+        _risk(stack) as risk,
         execution.running(),
     ):
         service = risk.service
@@ -301,9 +313,7 @@ async def test_an_entry_decided_while_a_flatten_arrives_is_ordered_before_its_ca
 async def test_no_entry_is_approved_once_a_flatten_has_started(stack, busy_config):
     execution = _execution(stack)
     async with (
-        risk_service(
-            stack["redis_url"], stack["keys"], stack["db"], stack["clock"], config_dir=busy_config
-        ) as risk,  # fmt: skip
+        _risk(stack, config_dir=busy_config) as risk,
         execution.running(),
     ):
         await _open_position(stack, risk, 0, "BTC-USD", "300")
@@ -326,12 +336,7 @@ async def test_no_entry_is_approved_once_a_flatten_has_started(stack, busy_confi
             await _decided(stack, proposal.proposal_id)
         flatten_id = response.json()["flatten_id"]
 
-        async def done():
-            stack["clock"].advance(timedelta(seconds=5))
-            job = (await risk.client.get(f"/v1/flatten/{flatten_id}")).json()
-            return job["status"] == "DONE"
-
-        await eventually(done, within=20, what="the flatten to finish")
+        await _until_done(stack, risk, flatten_id)
 
     # each decision goes out with its order in one transaction, under the gate the flatten
     # takes too: an approved entry's order is either before the flatten's cancel or nowhere
@@ -354,9 +359,7 @@ async def test_no_entry_is_approved_once_a_flatten_has_started(stack, busy_confi
 async def test_a_restart_keeps_the_pause_the_positions_and_the_flatten(stack):
     execution = _execution(stack)
     async with execution.running():
-        async with risk_service(
-            stack["redis_url"], stack["keys"], stack["db"], stack["clock"]
-        ) as risk:
+        async with _risk(stack) as risk:
             await _open_position(stack, risk, 1, "BTC-USD", "500")
             await _open_position(stack, risk, 2, "ETH-USD", "300")
             execution.exit_fill_ratio = Decimal(0)  # nothing sells: the flatten stays open
@@ -365,9 +368,7 @@ async def test_a_restart_keeps_the_pause_the_positions_and_the_flatten(stack):
             ).json()
             before = (await risk.client.get("/v1/status")).json()
             positions_before = (await risk.client.get("/v1/positions")).json()
-        async with risk_service(
-            stack["redis_url"], stack["keys"], stack["db"], stack["clock"]
-        ) as risk:
+        async with _risk(stack) as risk:
             await eventually(lambda: risk.service.restored, what="the state restored")
             after = (await risk.client.get("/v1/status")).json()
             assert after["trading"] == before["trading"]
@@ -378,12 +379,7 @@ async def test_a_restart_keeps_the_pause_the_positions_and_the_flatten(stack):
             assert job["status"] == "RUNNING" and list(job["products"]) == ["ETH-USD"]
             execution.exit_fill_ratio = Decimal(1)
 
-            async def done():
-                stack["clock"].advance(timedelta(seconds=30))
-                job = (await risk.client.get(f"/v1/flatten/{flatten['flatten_id']}")).json()
-                return job["status"] == "DONE"
-
-            await eventually(done, within=20, what="the flatten to finish after the restart")
+            await _until_done(stack, risk, flatten["flatten_id"], step_s=30)
             assert (await risk.client.get("/v1/status")).json()["trading"]["state"] == "PAUSED"
             held = {
                 p["product_id"]
@@ -395,7 +391,7 @@ async def test_a_restart_keeps_the_pause_the_positions_and_the_flatten(stack):
 
 async def test_a_tick_through_the_stop_sends_an_exit_and_a_crash_pauses_entries(stack):
     async with (
-        risk_service(stack["redis_url"], stack["keys"], stack["db"], stack["clock"]) as risk,
+        _risk(stack) as risk,
         _execution(stack, exit_fill_ratio=Decimal(0)).running(),
     ):
         await _open_position(stack, risk, 1, "BTC-USD", "3000")

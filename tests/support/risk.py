@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -20,6 +19,7 @@ import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.execution.orders import client_order_id
 from services.risk.app import RiskSettings, bootstrap
 from services.risk.service import RiskService
 from shared.bus import BusKeys, ConsumerSettings, Delivery, StreamConsumer
@@ -145,13 +145,13 @@ class FakeExecution:
             delivery.publish(self._envelope(self._finished(order, OrderStatus.EXPIRED)))
             return
         fee = quantize(price * size * FEE_RATE, Decimal("0.00000001"), Rounding.HALF_EVEN)
-        client_order_id = hashlib.sha256(order.intent_id.encode()).hexdigest()[:32]
+        coid = client_order_id(order.intent_id, 0)
         now = self.clock.now()
-        request = OrderRequest(client_order_id, order.product_id, order.side,
+        request = OrderRequest(coid, order.product_id, order.side,
                                OrderKind.MARKET_IOC, base_size=size)  # fmt: skip
         filled = OrderFilled(
-            client_order_id=client_order_id, intent_id=order.intent_id,
-            trade_id=f"t-{client_order_id}", product_id=order.product_id, side=order.side,
+            client_order_id=coid, intent_id=order.intent_id,
+            trade_id=f"t-{coid}", product_id=order.product_id, side=order.side,
             price=price, size=size, fee=fee, liquidity=Liquidity.TAKER,
             arrival_mid=order.reference_mid, mode=TradingMode.PAPER, filled_at=now,
         )  # fmt: skip

@@ -61,3 +61,18 @@ def test_equity_marks_wait_for_a_market_mark_on_every_position():
     engine.book.portfolio.mark("BTC-USD", Decimal(50_000))
     assert engine.watch_equity(NOW).watch is not None
     assert engine.book.watch.peak == engine.book.watch.day_start == Decimal(9_000)
+
+
+def test_an_old_quote_marks_the_position_but_fires_no_stop_and_moves_no_equity_mark():
+    policy = load_config(CONFIG_DIR).policy.risk
+    engine = RiskEngine(policy, Decimal(10_000), rules=RULES, max_tick_age=timedelta(seconds=10))
+    engine.on_fill(AppliedFill("t-1", "i-1", "BTC-USD", Side.BUY, Decimal(60_000),
+                               Decimal("0.01"), Decimal(0)), NOW)  # fmt: skip
+    crash = (Decimal(50_000), Decimal("50000.02"))  # far through the 3% stop
+    old = engine.on_tick(
+        "BTC-USD", *crash, NOW, quoted_at=NOW - timedelta(seconds=10, microseconds=1)
+    )
+    assert old.intents == [] and old.watch is None and engine.book.watch.peak is None
+    assert engine.book.portfolio.marks["BTC-USD"] == Decimal("50000.01")
+    fresh = engine.on_tick("BTC-USD", *crash, NOW, quoted_at=NOW - timedelta(seconds=10))
+    assert [i.order.intent_id.split(":")[0] for i in fresh.intents] == ["stop_loss"]
