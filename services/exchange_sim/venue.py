@@ -17,26 +17,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from services.exchange_sim.accounts import InsufficientFunds, Ledger
 from services.exchange_sim.candles import CandleStore
 from services.exchange_sim.catalog import ListedProduct
 from services.exchange_sim.market import MarketSource
 from shared.coinbase.book import BookSide, L2Book
-from shared.matching import MatchingEngine, walk_book
-from shared.matching.types import (
-    FeeRates,
-    Fill,
-    Order,
-    OrderKind,
-    OrderRejected,
-    OrderRequest,
-)
-from shared.money import Rounding, Side, quantize
+from shared.matching.account import TradingAccount
+from shared.matching.engine import MatchingEngine
+from shared.matching.ledger import Ledger
+from shared.matching.types import FeeRates, Fill, Order, OrderRequest
+from shared.money import Side
 
 __all__ = ["BookChange", "MarketTrade", "Venue", "VenueEvents"]
 
 TRADE_LOG = 1000
-FILL_LOG = 100_000
 
 
 @dataclass(frozen=True)
@@ -77,26 +70,47 @@ class Venue:
         self._sources = dict(sources)
         self._rng = random.Random(seed)
         self._trade_number = 0
-        self.fees = fees
-        self.books = {p: L2Book(p) for p in products}
-        self.candles = {p: CandleStore() for p in products}
-        self.trades: dict[str, deque[MarketTrade]] = {p: deque(maxlen=TRADE_LOG) for p in products}
-        self.ledger = Ledger(dict(balances))
-        self.engine = MatchingEngine(
+        self.account = TradingAccount(
             {p: listing.rules for p, listing in products.items()},
-            fees,
+            fees=fees,
+            balances=balances,
             order_ids=self._new_id,
             trade_ids=self._new_trade_id,
         )
+        self.candles = {p: CandleStore() for p in products}
+        self.trades: dict[str, deque[MarketTrade]] = {p: deque(maxlen=TRADE_LOG) for p in products}
         self._announced: dict[str, dict[tuple[BookSide, Decimal], Decimal]] = {
             p: {} for p in products
         }
-        self._by_client_id: dict[str, str] = {}
-        self._order_ids: list[str] = []
-        self.fills: deque[Fill] = deque(maxlen=FILL_LOG)
-        self.traded_volume = Decimal(0)
-        self.paid_fees = Decimal(0)
         self._pending = VenueEvents()
+
+    @property
+    def books(self) -> dict[str, L2Book]:
+        return self.account.books
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.account.ledger
+
+    @property
+    def engine(self) -> MatchingEngine:
+        return self.account.engine
+
+    @property
+    def fees(self) -> FeeRates:
+        return self.account.fees
+
+    @property
+    def fills(self) -> deque[Fill]:
+        return self.account.fills
+
+    @property
+    def traded_volume(self) -> Decimal:
+        return self.account.traded_volume
+
+    @property
+    def paid_fees(self) -> Decimal:
+        return self.account.paid_fees
 
     # -- market ------------------------------------------------------------------------
 
@@ -114,18 +128,17 @@ class Venue:
                     product_id, market_print.price, market_print.size, market_print.side,
                     market_print.time,
                 )  # fmt: skip
-                self._apply(self.engine.on_trade(product_id, market_print.price,
-                                                 market_print.size, market_print.time))  # fmt: skip
-            self._apply(self.engine.on_book(book, now))
-        for order in self.engine.expire(now):
-            self.ledger.release(order.order_id)
-            self._pending.orders.append(order)
+                self.account.on_trade(
+                    product_id, market_print.price, market_print.size, market_print.time
+                )
+            self.account.on_book(product_id, now)
+        self.account.expire(now)
 
     def take_events(self) -> VenueEvents:
         """What happened since the last call, with book changes diffed per product."""
         events, self._pending = self._pending, VenueEvents()
         # An order that filled several times since the last call is announced once.
-        events.orders = list({order.order_id: order for order in events.orders}.values())
+        events.orders = self.account.take_changed()
         for product_id, book in self.books.items():
             changes = self._book_changes(product_id, book)
             if changes:
@@ -168,102 +181,22 @@ class Venue:
 
     def place(self, request: OrderRequest, now: datetime) -> tuple[Order, bool]:
         """Accept or refuse one order; a known ``client_order_id`` returns the existing one."""
-        existing = self._by_client_id.get(request.client_order_id)
-        if existing is not None:
-            return self.engine.order(existing), False
-        self.engine.validate(request, now)
-        base, quote = _currencies(request.product_id)
-        hold = self._check_funds(request, base, quote)
-        order = self.engine.submit(request, self.books[request.product_id], now, consume=True)
-        if hold is not None:
-            self.ledger.hold(order.order_id, *hold)
-        self._by_client_id[request.client_order_id] = order.order_id
-        self._order_ids.append(order.order_id)
-        for fill in order.fills:
-            self._record_trade(request.product_id, fill.price, fill.size, request.side, now)
-        self._apply(list(order.fills))
-        if order.status.is_terminal:
-            self._pending.orders.append(order)
-        return order, True
+        order, new = self.account.place(request, now)
+        if new:
+            for fill in order.fills:
+                self._record_trade(request.product_id, fill.price, fill.size, request.side, now)
+        return order, new
 
     def cancel(self, order_id: str, now: datetime) -> str:
         """Cancel one order; the failure reason, or ``""`` on success."""
-        try:
-            order = self.engine.cancel(order_id, now)
-        except KeyError:
-            return "UNKNOWN_CANCEL_ORDER"
-        except OrderRejected as exc:
-            return exc.failure_reason
-        self.ledger.release(order.order_id)
-        self._pending.orders.append(order)
-        return ""
+        return self.account.cancel(order_id, now)
 
     def order(self, order_id: str) -> Order:
-        return self.engine.order(order_id)
+        return self.account.order(order_id)
 
     def orders(self) -> list[Order]:
         """Every order, newest first."""
-        return [self.engine.order(order_id) for order_id in reversed(self._order_ids)]
-
-    def _check_funds(
-        self, request: OrderRequest, base: str, quote: str
-    ) -> tuple[str, Decimal] | None:
-        """Refuse what the account cannot pay; the hold a resting order needs, if any."""
-        rules = self.products[request.product_id].rules
-        try:
-            if request.kind is OrderKind.MARKET_IOC:
-                self._check_market_funds(request, base, quote)
-                return None
-            assert request.base_size is not None and request.limit_price is not None
-            if request.side is Side.SELL:
-                self.ledger.require(base, request.base_size)
-                return base, request.base_size
-            notional = request.base_size * request.limit_price * (1 + self.fees.taker)
-            amount = quantize(notional, rules.quote_increment, Rounding.CEILING)
-            self.ledger.require(quote, amount)
-            return quote, amount
-        except InsufficientFunds as exc:
-            raise OrderRejected("INSUFFICIENT_FUND", f"Insufficient balance: {exc}") from None
-
-    def _check_market_funds(self, request: OrderRequest, base: str, quote: str) -> None:
-        if request.side is Side.SELL:
-            if request.base_size is None:
-                raise OrderRejected(
-                    "UNSUPPORTED_ORDER_CONFIGURATION", "market sells are sized in base here"
-                )
-            self.ledger.require(base, request.base_size)
-        elif request.quote_size is not None:
-            self.ledger.require(quote, request.quote_size)
-        else:
-            rules = self.products[request.product_id].rules
-            walk = walk_book(
-                self.books[request.product_id].asks(10_000),
-                base_size=request.base_size,
-                base_increment=rules.base_increment,
-            )
-            # Fees are rounded per fill, as the engine charges them.
-            cost = sum(
-                (p * s + quantize(p * s * self.fees.taker, rules.quote_increment,
-                                  Rounding.HALF_EVEN) for p, s in walk),
-                Decimal(0),
-            )  # fmt: skip
-            self.ledger.require(quote, cost)
-
-    def _apply(self, fills: list[Fill]) -> None:
-        for fill in fills:
-            order = self.engine.order(fill.order_id)
-            base, quote = _currencies(fill.product_id)
-            if order.request.kind is not OrderKind.MARKET_IOC:
-                # Give back exactly what this fill costs; the rest stays held for the rest.
-                cost = fill.size if fill.side is Side.SELL else fill.value + fill.commission
-                self.ledger.release(order.order_id, cost)
-            self.ledger.settle(fill, base, quote)
-            self.fills.appendleft(fill)
-            self.traded_volume += fill.value
-            self.paid_fees += fill.commission
-            if order.status.is_terminal:
-                self.ledger.release(order.order_id)
-            self._pending.orders.append(order)
+        return self.account.orders()
 
     def _new_id(self) -> str:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
@@ -271,8 +204,3 @@ class Venue:
     def _new_trade_id(self) -> str:
         self._trade_number += 1
         return str(self._trade_number)
-
-
-def _currencies(product_id: str) -> tuple[str, str]:
-    base, _, quote = product_id.partition("-")
-    return base, quote

@@ -1,4 +1,4 @@
-"""Balances of the simulated account: available and on hold, per currency.
+"""Balances of a trading account: available and on hold, per currency.
 
 A resting order holds what it could spend (a BUY its notional plus the taker fee, a SELL
 its base size); each fill releases its share of the hold and settles the trade.
