@@ -21,12 +21,15 @@ from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.logging import configure_logging, get_logger, redact_text
 from shared.settings import ServiceSettings, SettingsError, load_settings
 
 __all__ = [
-    "Hook", "ReadinessCheck", "Worker", "create_app", "redis_ready", "run_service", "serve",
+    "Hook", "ReadinessCheck", "Worker", "create_app", "postgres_ready", "redis_ready",
+    "run_service", "serve",
 ]  # fmt: skip
 
 _log = get_logger("shared.service")
@@ -53,6 +56,17 @@ def redis_ready(redis: Redis) -> ReadinessCheck:
 
     async def check() -> bool:
         return bool(await redis.ping())
+
+    return check
+
+
+def postgres_ready(database: AsyncEngine) -> ReadinessCheck:
+    """A readiness check that Postgres answers a query."""
+
+    async def check() -> bool:
+        async with database.connect() as connection:
+            await connection.execute(text("select 1"))
+        return True
 
     return check
 

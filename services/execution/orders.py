@@ -6,11 +6,14 @@ order at a time:
 
 - ``MAKER_FIRST``: a post-only limit at the best bid (buys) or best ask (sells). If it is
   not fully filled ``maker_wait_ttl_s`` after it was sent, it is cancelled, and once the
-  cancel is confirmed the rest goes as a market IOC (taker). A post-only order the venue
-  refuses because it would have crossed goes taker at once.
+  cancel is confirmed the rest goes as a market IOC (taker), or, with ``after_maker_wait:
+  repost``, as a new post-only at the best price of the moment, up to ``max_reposts``
+  times before it goes taker after all. A post-only order the venue refuses because it
+  would have crossed goes taker at once.
 - ``TAKER`` (exits, flatten): a market IOC straight away.
 - An order the venue has not confirmed ``pending_ttl_s`` after it was sent is looked up
-  by its client order id, and the answer resolves it.
+  by its client order id, and the answer resolves it. A cancel not confirmed
+  ``pending_ttl_s`` after it was sent is sent again.
 - Anything still working ``stale_ttl_s`` after the intent started is cancelled, and the
   intent ends EXPIRED with what filled.
 
@@ -39,7 +42,8 @@ from shared.messages import (
 from shared.money import Rounding, Side, quantize
 
 __all__ = [
-    "CancelVenueOrder", "IntentExecution", "LookupVenueOrder", "Role", "Step", "client_order_id",
+    "CancelVenueOrder", "IntentExecution", "LookupVenueOrder", "RecordedOrder", "Role", "Step",
+    "VenueCommand", "client_order_id",
 ]  # fmt: skip
 
 ZERO = Decimal(0)
@@ -79,6 +83,19 @@ class Step:
     events: list[OrderUpdated | IntentFinished] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class RecordedOrder:
+    """An order of the intent as a previous run left it (for :meth:`IntentExecution.resume`)."""
+
+    request: OrderRequest
+    status: OrderStatus
+    venue_order_id: str | None
+    filled_base: Decimal
+    filled_quote: Decimal
+    fees: Decimal
+    reason: str = ""
+
+
 @dataclass
 class VenueOrder:
     request: OrderRequest
@@ -90,6 +107,7 @@ class VenueOrder:
     filled_quote: Decimal = ZERO
     fees: Decimal = ZERO
     cancel_sent: bool = False
+    cancel_sent_at: datetime | None = None
     lookup_sent: bool = False
     reason: str = ""
 
@@ -108,14 +126,47 @@ class IntentExecution:
         self.started_at = now
         self.orders: list[VenueOrder] = []
         self.finished: IntentFinished | None = None
-        self._cancel_reason = ""  # why the intent, not just an order, is being cancelled
+        self.cancel_reason = ""  # why the intent, not just an order, is being cancelled
+        self._quote: tuple[Decimal, Decimal] | None = None  # best bid and ask, last seen
+
+    @classmethod
+    def resume(
+        cls, intent: PlaceOrder, rules: ProductRules, policy: ExecutionPolicy, mode: TradingMode,
+        *, started_at: datetime, orders: list[RecordedOrder], cancel_reason: str, now: datetime,
+    ) -> IntentExecution:  # fmt: skip
+        """The intent as a previous run left it; working orders' timers start again at ``now``."""
+        machine = cls(intent, rules, policy, mode, started_at)
+        machine.cancel_reason = cancel_reason
+        for recorded in orders:
+            role = Role.MAKER if recorded.request.post_only else Role.TAKER
+            machine.orders.append(VenueOrder(
+                recorded.request, role, now, recorded.status, recorded.venue_order_id,
+                recorded.filled_base, recorded.filled_quote, recorded.fees,
+                reason=recorded.reason,
+            ))  # fmt: skip
+        return machine
 
     # --- what the machine is told ------------------------------------------------------
 
+    def update_quote(self, best_bid: Decimal, best_ask: Decimal) -> None:
+        """The market's best bid and ask now: where a re-post goes."""
+        self._quote = (best_bid, best_ask)
+
+    @property
+    def working_order(self) -> VenueOrder | None:
+        """The order the venue may still be working on, if any."""
+        return self._working()
+
     def start(self, best_bid: Decimal, best_ask: Decimal, now: datetime) -> Step:
         """Send the first order: post-only at our side of the book, or taker."""
+        self.update_quote(best_bid, best_ask)
         if self.intent.liquidity is LiquidityPreference.TAKER:
             return self._taker(now)
+        return self._maker(now)
+
+    def _maker(self, now: datetime) -> Step:
+        assert self._quote is not None
+        best_bid, best_ask = self._quote
         price = best_bid if self.intent.side is Side.BUY else best_ask
         price = quantize(price, self.rules.price_increment, Rounding.FLOOR
                          if self.intent.side is Side.BUY else Rounding.CEILING)  # fmt: skip
@@ -164,13 +215,12 @@ class IntentExecution:
             return step
         if status is OrderStatus.FILLED:
             step.events.append(self._finish(OrderStatus.FILLED, "", now))
-        elif self._cancel_reason:
-            ending = (
-                OrderStatus.EXPIRED if self._cancel_reason == "stale" else OrderStatus.CANCELLED
-            )
-            step.events.append(self._finish(ending, self._cancel_reason, now))
+        elif self.cancel_reason:
+            ending = OrderStatus.EXPIRED if self.cancel_reason == "stale" else OrderStatus.CANCELLED
+            step.events.append(self._finish(ending, self.cancel_reason, now))
         elif order.role is Role.MAKER and (order.cancel_sent or reason in POST_ONLY_REFUSALS):
-            more = self._taker(now)  # the maker had its time, or would have crossed
+            # the maker had its time, or would have crossed
+            more = self._maker(now) if self._repost_due(order) else self._taker(now)
             step.commands += more.commands
             step.events += more.events
         else:
@@ -189,11 +239,11 @@ class IntentExecution:
         """Stop the intent (a pause or flatten): cancel what works; finish when confirmed."""
         if self.finished is not None:
             return Step()
-        self._cancel_reason = reason
+        self.cancel_reason = reason
         working = self._working()
         if working is None:
             return Step(events=[self._finish(OrderStatus.CANCELLED, reason, now)])
-        return Step(commands=self._cancel(working))
+        return Step(commands=self._cancel(working, now))
 
     def on_timer(self, now: datetime) -> Step:
         """Apply the three TTLs at ``now`` (each fires once, at or after its time)."""
@@ -202,15 +252,20 @@ class IntentExecution:
             return Step()
         age = now - working.sent_at
         if now - self.started_at >= timedelta(seconds=self.policy.stale_ttl_s):
-            self._cancel_reason = "stale"
-            return Step(commands=self._cancel(working))
+            self.cancel_reason = "stale"
+            return Step(commands=self._cancel(working, now))
         step = Step()
         if working.status is OrderStatus.PENDING and not working.lookup_sent:
             if age >= timedelta(seconds=self.policy.pending_ttl_s):
                 working.lookup_sent = True
                 step.commands.append(LookupVenueOrder(working.request.client_order_id))
         if working.role is Role.MAKER and age >= timedelta(seconds=self.policy.maker_wait_ttl_s):
-            step.commands += self._cancel(working)
+            step.commands += self._cancel(working, now)
+        unanswered = working.cancel_sent_at is not None and now - working.cancel_sent_at
+        if unanswered and unanswered >= timedelta(seconds=self.policy.pending_ttl_s):
+            # a cancel lost on the way (or a venue that never confirmed it) is sent again
+            working.cancel_sent_at = now
+            step.commands.append(CancelVenueOrder(working.request.client_order_id))
         return step
 
     # --- helpers -----------------------------------------------------------------------
@@ -232,10 +287,21 @@ class IntentExecution:
             remaining = self.intent.base_size - self.filled_base
         else:
             assert self.intent.quote_size is not None
-            remaining = (self.intent.quote_size - self.filled_quote - self.fees) / price
+            # the maker fee comes out of the same quote: 1000 USD buys what 1000 pays with fees
+            fee_rate = self.policy.maker_fee_bps / 10_000
+            remaining = (self.intent.quote_size - self.filled_quote - self.fees) / (
+                price * (1 + fee_rate)
+            )
         if remaining <= 0:
             return None
         return quantize(remaining, self.rules.base_increment, Rounding.FLOOR)
+
+    def _repost_due(self, order: VenueOrder) -> bool:
+        """Whether the rest goes as a new post-only rather than taker."""
+        if self.policy.after_maker_wait != "repost" or not order.cancel_sent:
+            return False  # a post-only that would have crossed goes taker at once
+        makers = sum(1 for sent in self.orders if sent.role is Role.MAKER)
+        return self._quote is not None and makers <= self.policy.max_reposts
 
     def _taker(self, now: datetime) -> Step:
         attempt = client_order_id(self.intent.intent_id, len(self.orders))
@@ -261,10 +327,10 @@ class IntentExecution:
         self.orders.append(order)
         return Step(commands=[request], events=[self._updated(order, now)])
 
-    def _cancel(self, order: VenueOrder) -> list[VenueCommand]:
+    def _cancel(self, order: VenueOrder, now: datetime) -> list[VenueCommand]:
         if order.cancel_sent:
             return []
-        order.cancel_sent = True
+        order.cancel_sent, order.cancel_sent_at = True, now
         return [CancelVenueOrder(order.request.client_order_id)]
 
     def _working(self) -> VenueOrder | None:

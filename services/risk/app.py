@@ -15,7 +15,6 @@ from fastapi import FastAPI
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.risk.api import control_router
@@ -28,7 +27,7 @@ from shared.config import load_config
 from shared.db import make_engine
 from shared.logging import get_logger
 from shared.messages import OrderFilled, TickUpdated, TradeProposed, TradingMode
-from shared.service import Worker, create_app, redis_ready
+from shared.service import Worker, create_app, postgres_ready, redis_ready
 from shared.settings import ServiceSettings
 
 __all__ = ["RiskSettings", "Supervisor", "bootstrap"]
@@ -140,11 +139,6 @@ def bootstrap(
     async def restored() -> bool:
         return service.restored
 
-    async def postgres() -> bool:
-        async with database.connect() as connection:
-            await connection.execute(text("select 1"))
-        return True
-
     async def close() -> None:
         await redis.aclose()
         await database.dispose()
@@ -152,7 +146,11 @@ def bootstrap(
     app = create_app(
         settings,
         workers=workers,
-        readiness={"redis": redis_ready(redis), "postgres": postgres, "restored": restored},
+        readiness={
+            "redis": redis_ready(redis),
+            "postgres": postgres_ready(database),
+            "restored": restored,
+        },
         on_shutdown=[close],
         routers=[control_router(service, settings.control_api_token)],
     )

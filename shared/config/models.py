@@ -86,6 +86,8 @@ class ExecutionPolicy(_Strict):
     maker_wait_ttl_s: Seconds = 20.0
     pending_ttl_s: Seconds = 60.0
     stale_ttl_s: Seconds = 300.0
+    after_maker_wait: Literal["taker", "repost"] = "taker"
+    max_reposts: int = Field(default=2, ge=0, le=100)
     maker_fee_bps: Annotated[Num, Field(ge=0)] = Decimal("60")
     taker_fee_bps: Annotated[Num, Field(ge=0)] = Decimal("120")
 

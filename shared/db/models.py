@@ -222,6 +222,28 @@ class RiskIntent(Base):
     mode: Mapped[str] = mapped_column(String(8))
 
 
+class ExecutionIntent(Base):
+    """An order intent as execution received it, open until it reported the intent finished."""
+
+    __tablename__ = "execution_intents"
+    __table_args__ = (
+        CheckConstraint(_one_of("mode", MODES), name="mode"),
+        CheckConstraint(f"status IS NULL OR {_one_of('status', ORDER_STATUSES)}", name="status"),
+    )
+
+    intent_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    command: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    origin_ts: Mapped[int]
+    product_id: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime]
+    cancel_reason: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str | None] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    finished_at: Mapped[datetime | None]
+    reported: Mapped[bool] = mapped_column(default=False, index=True)
+    mode: Mapped[str] = mapped_column(String(8), index=True)
+
+
 class FlattenJobRecord(Base):
     """A flatten and its progress per product, until every product in it is flat."""
 

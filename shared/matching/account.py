@@ -68,6 +68,13 @@ class TradingAccount:
         self.fees = fees
         self.engine.set_fees(fees)
 
+    def set_rules(self, rules: Mapping[str, ProductRules]) -> None:
+        """Trade these products too (or by their new rules); their books start empty."""
+        self.rules.update(rules)
+        self.engine.set_rules(rules)
+        for product_id in rules:
+            self.books.setdefault(product_id, L2Book(product_id))
+
     def place(self, request: OrderRequest, now: datetime) -> tuple[Order, bool]:
         """Accept or refuse one order; a known ``client_order_id`` returns the existing one.
 

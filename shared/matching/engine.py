@@ -69,6 +69,10 @@ class MatchingEngine:
         """Use these rates for every fill from now on (a new fee tier)."""
         self._fees = fees
 
+    def set_rules(self, rules: Mapping[str, ProductRules]) -> None:
+        """Add products, or take the venue's new rules for known ones."""
+        self._rules.update(rules)
+
     def validate(self, request: OrderRequest, now: datetime) -> None:
         """Raise ``OrderRejected`` with Coinbase's reason if the venue would refuse it."""
         validate_request(request, self._rules, now)

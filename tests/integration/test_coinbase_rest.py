@@ -24,26 +24,9 @@ from shared.matching.types import OrderKind, OrderRequest
 from shared.money import Side
 from shared.ratelimit import RateLimitClient
 from tests.support.polling import metric
-from tests.support.venue import CdpTestKey, SimHandle, coinbase_client, rate_limiter, running_sim
+from tests.support.venue import CdpTestKey, SimHandle, coinbase_client, running_sim
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def key() -> CdpTestKey:
-    return CdpTestKey.generate()
-
-
-@pytest.fixture
-async def limiter(redis_url: str, bus_keys) -> AsyncIterator[RateLimitClient]:  # type: ignore[no-untyped-def]
-    async with rate_limiter(redis_url, bus_keys.prefix) as client:
-        yield client
-
-
-@pytest.fixture
-async def sim(key: CdpTestKey) -> AsyncIterator[SimHandle]:
-    async with running_sim(key) as handle:
-        yield handle
 
 
 @pytest.fixture

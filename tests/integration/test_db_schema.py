@@ -17,7 +17,7 @@ from shared.db import METADATA, Fill, Order, downgrade, sqlalchemy_url, upgrade
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TABLES = {
     "orders", "fills", "risk_decisions", "control_actions", "slippage_calibrations",
-    "processed_messages", "risk_intents", "flatten_jobs", "risk_state",
+    "processed_messages", "risk_intents", "flatten_jobs", "risk_state", "execution_intents",
 }  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from services.execution.orders import (
     CancelVenueOrder,
     IntentExecution,
     LookupVenueOrder,
+    RecordedOrder,
     Step,
     client_order_id,
 )
@@ -75,12 +76,13 @@ def test_client_order_ids_are_the_same_for_the_same_intent_and_attempt():
 
 
 def test_a_maker_first_buy_rests_post_only_at_the_best_bid_sized_from_its_quote():
+    # 1000 USD with the 60 bps maker fee on top: 1000 / (49999.99 * 1.006), floored
     machine = _machine()
     step = machine.start(D("49999.99"), D("50000.01"), T0)
     [request] = step.commands
     assert request == OrderRequest(
         client_order_id=client_order_id("entry:1", 0), product_id="BTC-USD", side=Side.BUY,
-        kind=OrderKind.LIMIT_GTC, base_size=D("0.0200"), limit_price=D("49999.99"),
+        kind=OrderKind.LIMIT_GTC, base_size=D("0.0198"), limit_price=D("49999.99"),
         post_only=True,
     )  # fmt: skip
     assert _statuses(step) == [OrderStatus.PENDING]
@@ -192,9 +194,12 @@ def test_anything_still_working_at_the_stale_ttl_is_cancelled_and_the_intent_exp
     maker = _started(machine)
     machine.on_accepted(maker.client_order_id, "v-1", T0)
     machine.on_timer(T0 + timedelta(seconds=20))  # maker wait: cancel sent, no answer yet
-    assert machine.on_timer(T0 + timedelta(seconds=300) - TICK) == Step()
+    assert machine.on_timer(T0 + timedelta(seconds=80) - TICK) == Step()
+    again = machine.on_timer(T0 + timedelta(seconds=80))  # unanswered for the pending TTL
+    assert again.commands == [CancelVenueOrder(maker.client_order_id)]
+    assert machine.on_timer(T0 + timedelta(seconds=140) - TICK) == Step()
     stale = machine.on_timer(T0 + timedelta(seconds=300))
-    assert stale.commands == []  # the cancel is already out; it is not sent twice
+    assert stale.commands == []  # the cancel is already out; the stale TTL does not double it
     machine.on_fill(maker.client_order_id, D("50000.01"), D("0.1"), D("3"), T0)
     done = machine.on_done(maker.client_order_id, OrderStatus.CANCELLED, "", T0)
     finished = _finished(done)
@@ -242,3 +247,107 @@ def test_a_rest_below_the_venue_minimum_is_not_sent(filled: str, status: OrderSt
         done = machine.on_done(maker.client_order_id, OrderStatus.EXPIRED, "", T0)
     finished = _finished(done)
     assert done.commands == [] and finished is not None and finished.status is status
+
+
+REPOST = ExecutionPolicy(maker_wait_ttl_s=20, pending_ttl_s=60, stale_ttl_s=300,
+                         after_maker_wait="repost", max_reposts=2)  # fmt: skip
+
+
+def _waited_out(machine: IntentExecution, order: OrderRequest, bid: str, at: datetime) -> Step:
+    """The maker wait of ``order`` (sent at ``at``) runs out; the venue confirms the cancel."""
+    assert machine.on_timer(at + timedelta(seconds=20) - TICK) == Step()
+    assert machine.on_timer(at + timedelta(seconds=20)).commands == [
+        CancelVenueOrder(order.client_order_id)
+    ]
+    machine.update_quote(D(bid), D(bid) + D("0.02"))
+    return machine.on_done(order.client_order_id, OrderStatus.CANCELLED, "",
+                           at + timedelta(seconds=21))  # fmt: skip
+
+
+def test_with_repost_the_rest_rests_again_at_the_new_best_bid_then_goes_taker() -> None:
+    machine = IntentExecution(_intent(), RULES, REPOST, TradingMode.PAPER, T0)
+    maker = _started(machine)
+    machine.on_accepted(maker.client_order_id, "v-1", T0)
+    machine.on_fill(maker.client_order_id, D("49999.99"), D("0.0100"), D("3.00"), T0)
+    first = _waited_out(machine, maker, "49990.00", T0)
+    [repost] = first.commands
+    # 1000 - 499.9999 - 3.00 = 497.0001 left; / (49990 * 1.006) = 0.00988... -> 0.0098
+    assert repost == OrderRequest(
+        client_order_id=client_order_id("entry:1", 1), product_id="BTC-USD", side=Side.BUY,
+        kind=OrderKind.LIMIT_GTC, base_size=D("0.0098"), limit_price=D("49990.00"),
+        post_only=True,
+    )  # fmt: skip
+    assert _statuses(first) == [OrderStatus.CANCELLED, OrderStatus.PENDING]
+    second = _waited_out(machine, repost, "49980.00", T0 + timedelta(seconds=21))
+    [again] = second.commands
+    assert isinstance(again, OrderRequest)
+    assert (again.client_order_id, again.limit_price, again.post_only) == (
+        client_order_id("entry:1", 2), D("49980.00"), True,
+    )  # fmt: skip
+    # max_reposts (2) re-posts made: the rest goes taker for the quote left
+    third = _waited_out(machine, again, "49970.00", T0 + timedelta(seconds=42))
+    [taker] = third.commands
+    assert isinstance(taker, OrderRequest)
+    assert (taker.kind, taker.quote_size, taker.client_order_id, taker.post_only) == (
+        OrderKind.MARKET_IOC, D("497.00"), client_order_id("entry:1", 3), False,
+    )  # fmt: skip
+    assert machine.filled_base == D("0.0100") and machine.finished is None
+
+
+def test_with_repost_a_post_only_refusal_still_goes_taker_at_once() -> None:
+    machine = IntentExecution(_intent(), RULES, REPOST, TradingMode.PAPER, T0)
+    maker = _started(machine)
+    refused = machine.on_done(maker.client_order_id, OrderStatus.REJECTED,
+                              "INVALID_LIMIT_PRICE_POST_ONLY", T0)  # fmt: skip
+    [taker] = refused.commands
+    assert isinstance(taker, OrderRequest)
+    assert (taker.kind, taker.quote_size, taker.client_order_id) == (
+        OrderKind.MARKET_IOC, D("1000.00"), client_order_id("entry:1", 1),
+    )  # fmt: skip
+
+
+def _recorded_maker(filled: str = "0.0050") -> RecordedOrder:
+    request = OrderRequest(
+        client_order_id=client_order_id("entry:1", 0), product_id="BTC-USD", side=Side.BUY,
+        kind=OrderKind.LIMIT_GTC, base_size=D("0.0198"), limit_price=D("49999.99"),
+        post_only=True,
+    )  # fmt: skip
+    return RecordedOrder(request, OrderStatus.PARTIALLY_FILLED, "v-1", D(filled),
+                         D(filled) * D("49999.99"), D("1.50"))  # fmt: skip
+
+
+def test_a_resumed_maker_waits_its_full_time_again_from_the_resume() -> None:
+    resumed_at = T0 + timedelta(seconds=100)
+    recorded = _recorded_maker()
+    machine = IntentExecution.resume(
+        _intent(), RULES, POLICY, TradingMode.PAPER, started_at=T0, orders=[recorded],
+        cancel_reason="", now=resumed_at,
+    )  # fmt: skip
+    assert machine.filled_base == D("0.0050") and machine.fees == D("1.50")
+    assert machine.working_order is not None
+    assert machine.on_timer(resumed_at + timedelta(seconds=20) - TICK) == Step()
+    due = machine.on_timer(resumed_at + timedelta(seconds=20))
+    assert due.commands == [CancelVenueOrder(recorded.request.client_order_id)]
+    cancelled = machine.on_done(recorded.request.client_order_id, OrderStatus.CANCELLED, "",
+                                resumed_at + timedelta(seconds=21))  # fmt: skip
+    [taker] = cancelled.commands
+    assert isinstance(taker, OrderRequest)
+    # 1000 - 0.0050 * 49999.99 - 1.50 = 748.50005 -> 748.50
+    assert (taker.kind, taker.quote_size, taker.client_order_id) == (
+        OrderKind.MARKET_IOC, D("748.50"), client_order_id("entry:1", 1),
+    )  # fmt: skip
+
+
+def test_a_resumed_stale_intent_expires_when_its_cancel_is_confirmed() -> None:
+    recorded = _recorded_maker()
+    machine = IntentExecution.resume(
+        _intent(), RULES, POLICY, TradingMode.PAPER, started_at=T0, orders=[recorded],
+        cancel_reason="stale", now=T0 + timedelta(seconds=301),
+    )  # fmt: skip
+    done = machine.on_done(recorded.request.client_order_id, OrderStatus.CANCELLED, "",
+                           T0 + timedelta(seconds=302))  # fmt: skip
+    finished = _finished(done)
+    assert done.commands == [] and finished is not None
+    assert (finished.status, finished.reason, finished.filled_base) == (
+        OrderStatus.EXPIRED, "stale", D("0.0050"),
+    )  # fmt: skip

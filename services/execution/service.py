@@ -1,0 +1,422 @@
+"""Execution's shell: commands in, the order state machines driven, reports out.
+
+Each intent has its own lock, so one slow venue call holds up only its own intent. For
+every step of an intent, in this order:
+
+1. Postgres: orders about to be sent (PENDING), fills, order states, the intent's end.
+2. ``exec.reports``: the step's ``OrderFilled``, ``OrderUpdated`` and ``IntentFinished``
+   in one MULTI, with ids derived from what they report, so a replay after a crash
+   repeats ids the consumers have already seen.
+3. The venue: the step's orders, cancels and lookups; its answers make the next step.
+
+Venue reports for another intent than the one being driven (the paper venue settles
+every order that has arrived, not just the one it was given) wait in an inbox for the
+timer loop, which also polls the venue and fires the state machines' TTLs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from prometheus_client import Counter, Gauge, Histogram
+from redis.asyncio import Redis
+
+from services.execution.orders import IntentExecution, Step, client_order_id
+from services.execution.store import ExecutionStore, Progress, StoredIntent
+from services.execution.venues import (
+    Venue,
+    VenueAccepted,
+    VenueDone,
+    VenueFill,
+    VenueLookup,
+    VenueReport,
+    WorkingOrder,
+)
+from shared.bus import BusKeys
+from shared.bus.publisher import ENVELOPE_FIELD
+from shared.clock import Clock
+from shared.config.models import AppConfig
+from shared.logging import get_logger
+from shared.matching.types import OrderRequest, ProductRules
+from shared.messages import (
+    CancelOrders,
+    Envelope,
+    IntentFinished,
+    IntentKind,
+    LiquidityPreference,
+    OrderFilled,
+    OrderStatus,
+    OrderUpdated,
+    Payload,
+    PlaceOrder,
+    TickUpdated,
+    TradingMode,
+    encode,
+    new_envelope,
+)
+from shared.money import Side
+from shared.products import ProductInfo
+
+__all__ = ["ExecutionService", "entry_refusal"]
+
+_log = get_logger("execution")
+INTENTS = Counter("execution_intents_total", "Intents taken on, by kind.", ["kind"])
+FINISHED = Counter("execution_intents_finished_total", "Intents finished.", ["status", "reason"])
+ORDERS_SENT = Counter("execution_orders_sent_total", "Orders sent to the venue.", ["role"])
+FILLS = Counter("execution_fills_total", "Fills recorded.", ["liquidity"])
+OPEN_INTENTS = Gauge("execution_open_intents", "Intents not yet finished.")
+SLIPPAGE = Histogram(
+    "execution_slippage_bps",
+    "Fill price against the arrival mid, in bps; positive is worse for us.",
+    ["tier", "liquidity"],
+    buckets=(-100, -50, -20, -10, -5, 0, 5, 10, 20, 50, 100, 200, 500),
+)
+RETAINED_FINISHED = 2000  # finished intents kept in memory, for fills that arrive late
+
+
+def entry_refusal(command: PlaceOrder, info: ProductInfo | None) -> str:
+    """Why the venue's product state forbids this order now, or ``""``."""
+    if info is None:
+        return "product_unknown"
+    if not info.listed:
+        return "product_delisted"
+    if info.trading_disabled:
+        return "trading_disabled"
+    if info.cancel_only:
+        return "cancel_only"
+    if command.kind is IntentKind.ENTRY and not info.entries_allowed:
+        return f"product_{info.status or 'unavailable'}".lower()
+    return ""
+
+
+def rules_of(info: ProductInfo) -> ProductRules:
+    return ProductRules(
+        product_id=info.product_id, base_increment=info.base_increment,
+        quote_increment=info.quote_increment, price_increment=info.price_increment,
+        base_min_size=info.base_min_size, base_max_size=info.base_max_size,
+        quote_min_size=info.quote_min_size, quote_max_size=info.quote_max_size,
+    )  # fmt: skip
+
+
+class ExecutionService:
+    def __init__(
+        self, *, config: AppConfig, venue: Venue, store: ExecutionStore, redis: Redis,
+        keys: BusKeys, clock: Clock, mode: TradingMode, products: dict[str, ProductInfo],
+        stream_maxlen: int = 100_000, quote_max_age_s: float = 10.0,
+    ) -> None:  # fmt: skip
+        self.config = config
+        self.venue = venue
+        self.products = products
+        self._store = store
+        self._redis = redis
+        self._keys = keys
+        self._clock = clock
+        self.mode = mode
+        self._maxlen = stream_maxlen
+        self._quote_max_age = timedelta(seconds=quote_max_age_s)
+        self.intents: OrderedDict[str, IntentExecution] = OrderedDict()
+        self._origin: dict[str, int] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._families: dict[str, str] = {}  # client order id family -> intent id
+        self._trades: set[str] = set()  # trade ids applied to a state machine
+        self._quotes: dict[str, tuple[Decimal, Decimal, datetime]] = {}
+        self._inbox: list[VenueReport] = []
+        self._tiers = {p.product_id: str(int(p.tier)) for p in config.universe.products}
+        self.restored = asyncio.Event()
+
+    # --- start --------------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Pick up what a previous run left: report what it could not, resume the rest,
+        and reconcile their orders with the venue before any new command is taken."""
+        now = self._clock.now()
+        for stored in await self._store.unreported():
+            machine = self._resume(stored, now)
+            fills = await self._store.fills_of(stored.command.intent_id)
+            self._trades.update(fill.trade_id for fill in fills)
+            events: list[Payload] = [*fills]
+            if stored.finished is not None:
+                machine.finished = self._closing(machine, stored.finished)
+                events.append(machine.finished)
+            await self._publish(self._origin[machine.intent.intent_id], events)
+            if stored.finished is not None:
+                await self._store.mark_reported(machine.intent.intent_id)
+        reports = await self.venue.reconcile(self._working(), now)
+        await self._dispatch(reports, now)
+        OPEN_INTENTS.set(len(self._open()))
+        self.restored.set()
+        _log.info("execution restored", open_intents=len(self._open()))
+
+    def _resume(self, stored: StoredIntent, now: datetime) -> IntentExecution:
+        command = stored.command
+        info = self.products.get(command.product_id)
+        rules = rules_of(info) if info else _fallback_rules(command.product_id)
+        machine = IntentExecution.resume(
+            command, rules, self.config.policy.execution, self.mode,
+            started_at=stored.started_at, orders=stored.orders,
+            cancel_reason=stored.cancel_reason, now=now,
+        )  # fmt: skip
+        self._register(machine, stored.origin_ts)
+        return machine
+
+    def _closing(
+        self, machine: IntentExecution, ending: tuple[OrderStatus, str, datetime]
+    ) -> IntentFinished:
+        """The report of an intent a crash finished but did not report."""
+        intent = machine.intent
+        status, reason, finished_at = ending
+        return IntentFinished(
+            intent_id=intent.intent_id, kind=intent.kind, product_id=intent.product_id,
+            side=intent.side, status=status, filled_base=machine.filled_base,
+            filled_quote=machine.filled_quote, reason=reason, mode=self.mode,
+            finished_at=finished_at,
+        )  # fmt: skip
+
+    # --- commands -----------------------------------------------------------------------
+
+    async def on_place(self, command: PlaceOrder, origin_ts: int) -> None:
+        """Take an intent on once: record it, send its first order, report."""
+        if command.intent_id in self.intents:
+            return
+        now = self._clock.now()
+        if not await self._store.add_intent(command, origin_ts, now):
+            _log.info("intent already taken on", intent_id=command.intent_id)
+            return
+        INTENTS.labels(command.kind.value).inc()
+        info = self.products.get(command.product_id)
+        refusal = entry_refusal(command, info)
+        if refusal or info is None:
+            await self._refuse(command, refusal, origin_ts, now)
+            return
+        machine = IntentExecution(
+            command, rules_of(info), self.config.policy.execution, self.mode, now
+        )
+        self._register(machine, origin_ts)
+        bid, ask = self._quote(command, now)
+        async with self._locks[command.intent_id]:
+            await self._drive(machine, machine.start(bid, ask, now), [])
+
+    async def on_cancel(self, command: CancelOrders) -> None:
+        """Cancel the working intents of these kinds and products."""
+        for machine in self._open():
+            intent = machine.intent
+            if intent.kind not in command.kinds:
+                continue
+            if command.product_ids and intent.product_id not in command.product_ids:
+                continue
+            async with self._locks[intent.intent_id]:
+                step = machine.cancel(command.reason, self._clock.now())
+                await self._drive(machine, step, [])
+
+    async def _refuse(
+        self, command: PlaceOrder, reason: str, origin_ts: int, now: datetime
+    ) -> None:
+        finished = IntentFinished(
+            intent_id=command.intent_id, kind=command.kind, product_id=command.product_id,
+            side=command.side, status=OrderStatus.REJECTED, filled_base=Decimal(0),
+            filled_quote=Decimal(0), reason=reason, mode=self.mode, finished_at=now,
+        )  # fmt: skip
+        await self._store.finish_unworked(finished)
+        await self._publish(origin_ts, [finished])
+        await self._store.mark_reported(command.intent_id)
+        FINISHED.labels(finished.status.value, reason).inc()
+        _log.info("intent refused", intent_id=command.intent_id, reason=reason)
+
+    # --- market and timers --------------------------------------------------------------
+
+    def on_tick(self, tick: TickUpdated) -> None:
+        """Remember the best bid and ask: where maker orders go."""
+        now = self._clock.now()
+        self._quotes[tick.product_id] = (tick.best_bid, tick.best_ask, now)
+        for machine in self._open():
+            if machine.intent.product_id == tick.product_id:
+                machine.update_quote(tick.best_bid, tick.best_ask)
+
+    async def on_timer(self) -> None:
+        """Poll the venue, hand out its reports, and fire every intent's TTLs."""
+        now = self._clock.now()
+        reports, self._inbox = self._inbox, []
+        reports += await self.venue.poll(self._working(), now)
+        await self._dispatch(reports, now)
+        for machine in self._open():
+            async with self._locks[machine.intent.intent_id]:
+                step = machine.on_timer(self._clock.now())
+                if step.commands or step.events:
+                    await self._drive(machine, step, [])
+        OPEN_INTENTS.set(len(self._open()))
+
+    # --- driving one intent -------------------------------------------------------------
+
+    async def _dispatch(self, reports: Sequence[VenueReport], now: datetime) -> None:
+        by_intent: defaultdict[str, list[VenueReport]] = defaultdict(list)
+        for report in reports:
+            intent_id = self._intent_of(report.client_order_id)
+            if intent_id is None:
+                _log.warning("venue report for an unknown order",
+                             client_order_id=report.client_order_id)  # fmt: skip
+                continue
+            by_intent[intent_id].append(report)
+        for intent_id, mine in by_intent.items():
+            machine = self.intents[intent_id]
+            async with self._locks[intent_id]:
+                step, fills = self._apply(machine, mine, now)
+                await self._drive(machine, step, fills)
+
+    async def _drive(self, machine: IntentExecution, step: Step, fills: list[OrderFilled]) -> None:
+        """Record, report, send; then the same for what the venue answered, until quiet."""
+        intent = machine.intent
+        while True:
+            was_finished = any(isinstance(e, IntentFinished) for e in step.events)
+            sent = [c for c in step.commands if isinstance(c, OrderRequest)]
+            progress = Progress(
+                sent=sent, updates=[e for e in step.events if isinstance(e, OrderUpdated)],
+                fills=fills, finished=machine.finished if was_finished else None,
+                cancel_reason=machine.cancel_reason,
+            )  # fmt: skip
+            new_fills = await self._store.save(intent, progress, intent.issued_at)
+            self._observe(new_fills)
+            await self._publish(self._origin[intent.intent_id], [*new_fills, *step.events])
+            if was_finished and machine.finished is not None:
+                await self._store.mark_reported(intent.intent_id)
+                FINISHED.labels(machine.finished.status.value, machine.finished.reason).inc()
+                self._forget_old()
+            if not step.commands:
+                return
+            reports: list[VenueReport] = []
+            for command in step.commands:
+                if isinstance(command, OrderRequest):
+                    ORDERS_SENT.labels("MAKER" if command.post_only else "TAKER").inc()
+                reports += await self.venue.send(command, self._clock.now())
+            mine = [r for r in reports if self._intent_of(r.client_order_id) == intent.intent_id]
+            self._inbox += [r for r in reports
+                            if self._intent_of(r.client_order_id) != intent.intent_id]  # fmt: skip
+            step, fills = self._apply(machine, mine, self._clock.now())
+
+    def _apply(
+        self, machine: IntentExecution, reports: Iterable[VenueReport], now: datetime
+    ) -> tuple[Step, list[OrderFilled]]:
+        """Feed venue reports to one intent's state machine."""
+        step, fills = Step(), []
+        for report in reports:
+            coid = report.client_order_id
+            if isinstance(report, VenueAccepted):
+                more = machine.on_accepted(coid, report.venue_order_id, now)
+            elif isinstance(report, VenueFill):
+                if report.trade_id in self._trades:
+                    continue
+                self._trades.add(report.trade_id)
+                fills.append(self._filled(machine, report))
+                more = machine.on_fill(coid, report.price, report.size, report.fee, now)
+            elif isinstance(report, VenueDone):
+                more = machine.on_done(coid, report.status, report.reason, now)
+            elif isinstance(report, VenueLookup):
+                more = machine.on_lookup(coid, report.found, now)
+            step.commands += more.commands
+            step.events += more.events
+        return step, fills
+
+    def _filled(self, machine: IntentExecution, fill: VenueFill) -> OrderFilled:
+        intent = machine.intent
+        return OrderFilled(
+            client_order_id=fill.client_order_id, intent_id=intent.intent_id,
+            trade_id=fill.trade_id, product_id=intent.product_id, side=intent.side,
+            price=fill.price, size=fill.size, fee=fill.fee, liquidity=fill.liquidity,
+            arrival_mid=intent.reference_mid, mode=self.mode, filled_at=fill.time,
+        )  # fmt: skip
+
+    def _observe(self, fills: Iterable[OrderFilled]) -> None:
+        for fill in fills:
+            FILLS.labels(fill.liquidity.value).inc()
+            worse = fill.price - fill.arrival_mid if fill.side is Side.BUY else (
+                fill.arrival_mid - fill.price)  # fmt: skip
+            tier = self._tiers.get(fill.product_id, "unknown")
+            SLIPPAGE.labels(tier, fill.liquidity.value).observe(
+                float(worse / fill.arrival_mid * 10_000)
+            )
+
+    async def _publish(self, origin_ts: int, events: Sequence[Payload]) -> None:
+        if not events:
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for event in events:
+                envelope: Envelope[Payload] = new_envelope(
+                    event, self._clock, origin_ts=origin_ts, message_id=_message_id(event)
+                )
+                pipe.xadd(self._keys.stream(event.STREAM), {ENVELOPE_FIELD: encode(envelope)},
+                          maxlen=self._maxlen, approximate=True)  # fmt: skip
+            await pipe.execute()
+
+    # --- bookkeeping --------------------------------------------------------------------
+
+    def _register(self, machine: IntentExecution, origin_ts: int) -> None:
+        intent_id = machine.intent.intent_id
+        self.intents[intent_id] = machine
+        self._origin[intent_id] = origin_ts
+        self._families[_order_family(client_order_id(intent_id, 0))] = intent_id
+        quote = self._quotes.get(machine.intent.product_id)
+        if quote is not None:
+            machine.update_quote(quote[0], quote[1])
+
+    def _intent_of(self, coid: str) -> str | None:
+        return self._families.get(_order_family(coid))
+
+    def _forget_old(self) -> None:
+        finished = [i for i, m in self.intents.items() if m.finished is not None]
+        for intent_id in finished[: max(0, len(finished) - RETAINED_FINISHED)]:
+            del self.intents[intent_id]
+            self._families.pop(_order_family(client_order_id(intent_id, 0)), None)
+            self._origin.pop(intent_id, None)
+            self._locks.pop(intent_id, None)
+
+    def _open(self) -> list[IntentExecution]:
+        return [machine for machine in self.intents.values() if machine.finished is None]
+
+    def _working(self) -> list[WorkingOrder]:
+        working = []
+        for machine in self.intents.values():
+            for order in machine.orders:
+                if order.status in (OrderStatus.PENDING, OrderStatus.OPEN,
+                                    OrderStatus.PARTIALLY_FILLED):  # fmt: skip
+                    working.append(WorkingOrder(
+                        order.request.client_order_id, order.request.product_id,
+                        order.venue_order_id, order.sent_at, order.filled_base,
+                    ))  # fmt: skip
+        return working
+
+    def _quote(self, command: PlaceOrder, now: datetime) -> tuple[Decimal, Decimal]:
+        """The fresh best bid and ask; without one, the intent's reference mid (a post-only
+        there that would cross is refused by the venue and goes taker)."""
+        quote = self._quotes.get(command.product_id)
+        if quote is not None and now - quote[2] <= self._quote_max_age:
+            return quote[0], quote[1]
+        if command.liquidity is LiquidityPreference.MAKER_FIRST:
+            _log.info("no fresh quote; the maker order goes at the reference mid",
+                      intent_id=command.intent_id)  # fmt: skip
+        return command.reference_mid, command.reference_mid
+
+
+def _order_family(coid: str) -> str:
+    """The part of a client order id all of one intent's orders share."""
+    return coid.rsplit("-", 1)[0]
+
+
+def _message_id(event: Payload) -> str:
+    """The same report gets the same id, however often a replay publishes it."""
+    if isinstance(event, OrderFilled):
+        return f"exec:fill:{event.trade_id}"
+    if isinstance(event, IntentFinished):
+        return f"exec:finished:{event.intent_id}"
+    if isinstance(event, OrderUpdated):
+        return f"exec:order:{event.client_order_id}:{event.status.value}:{event.filled_size}"
+    raise TypeError(f"execution does not publish {type(event).__name__}")
+
+
+def _fallback_rules(product_id: str) -> ProductRules:
+    """Rules for resuming an intent whose product the catalog no longer lists."""
+    tiny, big = Decimal("0.00000001"), Decimal(10**12)
+    return ProductRules(product_id, tiny, Decimal("0.01"), Decimal("0.01"), tiny, big,
+                        Decimal("0.01"), big)  # fmt: skip

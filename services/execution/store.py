@@ -1,0 +1,252 @@
+"""Execution's Postgres: the intents it took on, their orders and fills.
+
+An intent is inserted when its command is handled, so a redelivered or republished
+command finds it and is not worked twice. Orders are recorded PENDING before they are
+sent, so a restart knows every order that might exist at the venue. Fills are unique
+per (venue, trade id): a replay cannot double one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.execution.orders import RecordedOrder
+from shared.db import ExecutionIntent, Fill, Order, record_fill, record_order
+from shared.matching.types import OrderKind, OrderRequest
+from shared.messages import (
+    IntentFinished,
+    Liquidity,
+    OrderFilled,
+    OrderStatus,
+    OrderUpdated,
+    PlaceOrder,
+    TradingMode,
+)
+from shared.money import Side
+
+__all__ = ["ExecutionStore", "Progress", "StoredIntent"]
+
+_KINDS = {"MARKET": OrderKind.MARKET_IOC, "LIMIT": OrderKind.LIMIT_GTC,
+          "LIMIT_GTD": OrderKind.LIMIT_GTD}  # fmt: skip
+
+
+@dataclass
+class Progress:
+    """What one step of an intent changed, written in one transaction."""
+
+    sent: list[OrderRequest]
+    updates: list[OrderUpdated]
+    fills: list[OrderFilled]
+    finished: IntentFinished | None = None
+    cancel_reason: str = ""
+
+
+@dataclass(frozen=True)
+class StoredIntent:
+    command: PlaceOrder
+    origin_ts: int
+    started_at: datetime
+    cancel_reason: str
+    orders: list[RecordedOrder]
+    finished: tuple[OrderStatus, str, datetime] | None
+    """How it ended (status, reason, when), if it did."""
+
+
+class ExecutionStore:
+    def __init__(self, database: AsyncEngine, mode: TradingMode, venue: str) -> None:
+        self._database = database
+        self._mode = mode
+        self._venue = venue
+
+    async def add_intent(self, command: PlaceOrder, origin_ts: int, now: datetime) -> bool:
+        """Take the intent on; False if it was taken on before (by any run)."""
+        statement = (
+            insert(ExecutionIntent)
+            .values(
+                intent_id=command.intent_id,
+                command=command.model_dump(mode="json"),
+                origin_ts=origin_ts,
+                product_id=command.product_id,
+                started_at=now,
+                mode=self._mode.value,
+            )  # fmt: skip
+            .on_conflict_do_nothing(index_elements=["intent_id"])
+            .returning(ExecutionIntent.intent_id)
+        )
+        async with self._database.begin() as connection:
+            return (await connection.execute(statement)).first() is not None
+
+    async def save(
+        self, intent: PlaceOrder, progress: Progress, arrival_time: datetime
+    ) -> list[OrderFilled]:
+        """Record the step; returns the fills that were new (a replayed one is not)."""
+        new_fills = []
+        async with self._database.begin() as connection:
+            for request in progress.sent:
+                await record_order(connection, request, intent_id=intent.intent_id,
+                                   status=OrderStatus.PENDING, mode=self._mode)  # fmt: skip
+            for fill in progress.fills:
+                if await record_fill(connection, fill, venue=self._venue,
+                                     arrival_time=arrival_time):  # fmt: skip
+                    new_fills.append(fill)
+            for update_ in progress.updates:
+                await connection.execute(
+                    update(Order)
+                    .where(Order.client_order_id == update_.client_order_id)
+                    .values(status=update_.status.value, filled_size=update_.filled_size,
+                            average_price=update_.average_price, reason=update_.reason,
+                            venue_order_id=update_.venue_order_id, updated_at=func.now())
+                )  # fmt: skip
+            values: dict[str, object] = {}
+            if progress.cancel_reason:
+                values["cancel_reason"] = progress.cancel_reason
+            if progress.finished is not None:
+                values.update(status=progress.finished.status.value,
+                              reason=progress.finished.reason,
+                              finished_at=progress.finished.finished_at)  # fmt: skip
+            if values:
+                await connection.execute(
+                    update(ExecutionIntent)
+                    .where(ExecutionIntent.intent_id == intent.intent_id)
+                    .values(**values)
+                )
+        return new_fills
+
+    async def finish_unworked(self, finished: IntentFinished) -> None:
+        """An intent refused before any order: finished at once."""
+        async with self._database.begin() as connection:
+            await connection.execute(
+                update(ExecutionIntent)
+                .where(ExecutionIntent.intent_id == finished.intent_id)
+                .values(status=finished.status.value, reason=finished.reason,
+                        finished_at=finished.finished_at)
+            )  # fmt: skip
+
+    async def mark_reported(self, intent_id: str) -> None:
+        async with self._database.begin() as connection:
+            await connection.execute(
+                update(ExecutionIntent)
+                .where(ExecutionIntent.intent_id == intent_id)
+                .values(reported=True)
+            )
+
+    async def unreported(self) -> list[StoredIntent]:
+        """Intents of this mode not yet reported finished: open ones, and any whose report
+        a crash cut off."""
+        async with self._database.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(ExecutionIntent)
+                    .where(ExecutionIntent.mode == self._mode.value, ~ExecutionIntent.reported)
+                    .order_by(ExecutionIntent.started_at)
+                )
+            ).all()
+            ids = [row.intent_id for row in rows]
+            orders = (
+                await connection.execute(
+                    select(Order).where(Order.intent_id.in_(ids)).order_by(Order.id)
+                )
+            ).all()
+            fees = dict(
+                (
+                    await connection.execute(
+                        select(Fill.client_order_id, func.sum(Fill.fee))
+                        .join(Order, Order.client_order_id == Fill.client_order_id)
+                        .where(Order.intent_id.in_(ids))
+                        .group_by(Fill.client_order_id)
+                    )
+                ).all()
+            )
+        by_intent: dict[str, list[RecordedOrder]] = defaultdict(list)
+        for order in orders:
+            by_intent[order.intent_id].append(_recorded(order, fees.get(order.client_order_id)))
+        return [
+            StoredIntent(
+                command=PlaceOrder.model_validate(row.command),
+                origin_ts=row.origin_ts,
+                started_at=row.started_at,
+                cancel_reason=row.cancel_reason,
+                orders=by_intent[row.intent_id],
+                finished=_ending(row),
+            )  # fmt: skip
+            for row in rows
+        ]
+
+    async def fills_of(self, intent_id: str) -> list[OrderFilled]:
+        """Every recorded fill of an intent, oldest first, as ``OrderFilled``."""
+        async with self._database.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(Fill, Order.intent_id)
+                    .join(Order, Order.client_order_id == Fill.client_order_id)
+                    .where(Order.intent_id == intent_id, Fill.venue == self._venue)
+                    .order_by(Fill.id)
+                )
+            ).all()
+        return [_filled(row) for row in rows]
+
+    async def venue_fills(self) -> list[OrderFilled]:
+        """Every fill this venue recorded in this mode (the paper balances are built on them)."""
+        async with self._database.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(Fill, Order.intent_id)
+                    .join(Order, Order.client_order_id == Fill.client_order_id)
+                    .where(Fill.venue == self._venue, Fill.mode == self._mode.value)
+                    .order_by(Fill.id)
+                )
+            ).all()
+        return [_filled(row) for row in rows]
+
+    async def finished_intent(self, intent_id: str) -> tuple[str, str] | None:
+        """(status, reason) of a finished intent; None while open or unknown."""
+        async with self._database.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(ExecutionIntent.status, ExecutionIntent.reason).where(
+                        ExecutionIntent.intent_id == intent_id
+                    )
+                )
+            ).first()
+        if row is None or row.status is None:
+            return None
+        return row.status, row.reason
+
+
+def _ending(row: Any) -> tuple[OrderStatus, str, datetime] | None:
+    if row.status is None:
+        return None
+    return OrderStatus(row.status), row.reason, row.finished_at
+
+
+def _recorded(order: Any, fees: Decimal | None) -> RecordedOrder:
+    """An ``orders`` row as the state machine resumes it."""
+    request = OrderRequest(
+        client_order_id=order.client_order_id, product_id=order.product_id,
+        side=Side(order.side), kind=_KINDS[order.order_type], base_size=order.base_size,
+        quote_size=order.quote_size, limit_price=order.limit_price, post_only=order.post_only,
+    )  # fmt: skip
+    average = order.average_price or Decimal(0)
+    return RecordedOrder(
+        request=request, status=OrderStatus(order.status), venue_order_id=order.venue_order_id,
+        filled_base=order.filled_size, filled_quote=order.filled_size * average,
+        fees=fees or Decimal(0), reason=order.reason,
+    )  # fmt: skip
+
+
+def _filled(fill: Any) -> OrderFilled:
+    """A ``fills`` row joined to its order's intent id, as it was published."""
+    return OrderFilled(
+        client_order_id=fill.client_order_id, intent_id=fill.intent_id, trade_id=fill.trade_id,
+        product_id=fill.product_id, side=Side(fill.side), price=fill.price, size=fill.size,
+        fee=fill.fee, liquidity=Liquidity(fill.liquidity), arrival_mid=fill.arrival_mid,
+        mode=TradingMode(fill.mode), filled_at=fill.filled_at,
+    )  # fmt: skip
