@@ -12,8 +12,8 @@ order at a time:
   would have crossed goes taker at once.
 - ``TAKER`` (exits, flatten): a market IOC straight away.
 - An order the venue has not confirmed ``pending_ttl_s`` after it was sent is looked up
-  by its client order id, and the answer resolves it. A cancel not confirmed
-  ``pending_ttl_s`` after it was sent is sent again.
+  by its client order id, and the answer resolves it; a lookup or a cancel left
+  unanswered is sent again every ``pending_ttl_s``.
 - Anything still working ``stale_ttl_s`` after the intent started is cancelled, and the
   intent ends EXPIRED with what filled.
 
@@ -108,7 +108,7 @@ class VenueOrder:
     fees: Decimal = ZERO
     cancel_sent: bool = False
     cancel_sent_at: datetime | None = None
-    lookup_sent: bool = False
+    lookup_sent_at: datetime | None = None
     reason: str = ""
 
 
@@ -255,14 +255,17 @@ class IntentExecution:
             self.cancel_reason = "stale"
             return Step(commands=self._cancel(working, now))
         step = Step()
-        if working.status is OrderStatus.PENDING and not working.lookup_sent:
-            if age >= timedelta(seconds=self.policy.pending_ttl_s):
-                working.lookup_sent = True
+        pending_ttl = timedelta(seconds=self.policy.pending_ttl_s)
+        if working.status is OrderStatus.PENDING and age >= pending_ttl:
+            # asked again every pending TTL while the venue gives no answer
+            asked = working.lookup_sent_at
+            if asked is None or now - asked >= pending_ttl:
+                working.lookup_sent_at = now
                 step.commands.append(LookupVenueOrder(working.request.client_order_id))
         if working.role is Role.MAKER and age >= timedelta(seconds=self.policy.maker_wait_ttl_s):
             step.commands += self._cancel(working, now)
         unanswered = working.cancel_sent_at is not None and now - working.cancel_sent_at
-        if unanswered and unanswered >= timedelta(seconds=self.policy.pending_ttl_s):
+        if unanswered and unanswered >= pending_ttl:
             # a cancel lost on the way (or a venue that never confirmed it) is sent again
             working.cancel_sent_at = now
             step.commands.append(CancelVenueOrder(working.request.client_order_id))

@@ -241,9 +241,12 @@ class ExecutionService:
         now = self._clock.now()
         reports, self._inbox = self._inbox, []
         reports += await self.venue.poll(self._working(), now)
-        await self._dispatch(reports, now)
+        await self._dispatch(reports, now, busy_wait=False)
         for machine in self._open():
-            async with self._locks[machine.intent.intent_id]:
+            lock = self._locks[machine.intent.intent_id]
+            if lock.locked():
+                continue  # a venue call of its own is under way; its timers fire next round
+            async with lock:
                 step = machine.on_timer(self._clock.now())
                 if step.commands or step.events:
                     await self._drive(machine, step, [])
@@ -251,7 +254,11 @@ class ExecutionService:
 
     # --- driving one intent -------------------------------------------------------------
 
-    async def _dispatch(self, reports: Sequence[VenueReport], now: datetime) -> None:
+    async def _dispatch(
+        self, reports: Sequence[VenueReport], now: datetime, *, busy_wait: bool = True
+    ) -> None:
+        """Hand reports to their intents; without ``busy_wait``, an intent busy with a venue
+        call gets its reports next round instead of holding up the others."""
         by_intent: defaultdict[str, list[VenueReport]] = defaultdict(list)
         for report in reports:
             intent_id = self._intent_of(report.client_order_id)
@@ -262,6 +269,9 @@ class ExecutionService:
             by_intent[intent_id].append(report)
         for intent_id, mine in by_intent.items():
             machine = self.intents[intent_id]
+            if not busy_wait and self._locks[intent_id].locked():
+                self._inbox += mine
+                continue
             async with self._locks[intent_id]:
                 step, fills = self._apply(machine, mine, now)
                 await self._drive(machine, step, fills)

@@ -233,7 +233,13 @@ async def test_a_restart_ends_what_was_resting_and_keeps_the_balances(stack):
         )
         await market.publish(exit_)
         sold = await _finished(stack, "exit:6")
+        # risk republishes its open orders when it restores: a new process works none twice
+        await market.publish(place_order("entry:6", clock, quote="500",
+                                         liquidity=LiquidityPreference.TAKER))  # fmt: skip
+        await eventually(lambda: _handled_all(stack), what="commands handled")
     assert sold.status is OrderStatus.FILLED and sold.filled_base == bought.filled_base
+    assert len(await orders_of(stack["db"], "entry:6")) == 1
+    assert len(await fills_of(stack["db"], "entry:6")) == 1
 
 
 async def test_a_finish_a_crash_did_not_report_is_reported_after_the_restart(stack):

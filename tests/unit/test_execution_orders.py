@@ -168,14 +168,18 @@ def test_a_taker_intent_sends_a_market_ioc_and_has_no_maker_wait():
     assert machine.finished is not None and machine.finished.status is OrderStatus.FILLED
 
 
-def test_an_unconfirmed_order_is_looked_up_exactly_at_the_pending_ttl_and_only_once():
+def test_an_unconfirmed_order_is_looked_up_at_the_pending_ttl_and_again_while_unanswered():
     machine = _machine(_intent(IntentKind.EXIT, Side.SELL, quote=None, base="0.5",
                                liquidity=LiquidityPreference.TAKER))  # fmt: skip
     taker = _started(machine)
     assert machine.on_timer(T0 + timedelta(seconds=60) - TICK) == Step()
     due = machine.on_timer(T0 + timedelta(seconds=60))
     assert due.commands == [LookupVenueOrder(taker.client_order_id)]
-    assert machine.on_timer(T0 + timedelta(seconds=61)) == Step()
+    assert machine.on_timer(T0 + timedelta(seconds=120) - TICK) == Step()
+    again = machine.on_timer(T0 + timedelta(seconds=120))  # the venue never answered
+    assert again.commands == [LookupVenueOrder(taker.client_order_id)]
+    machine.on_accepted(taker.client_order_id, "v-1", T0 + timedelta(seconds=121))
+    assert machine.on_timer(T0 + timedelta(seconds=180)) == Step()
 
 
 def test_a_lookup_that_finds_nothing_means_the_order_was_never_placed():
