@@ -179,14 +179,10 @@ class ExecutionService:
     # --- commands -----------------------------------------------------------------------
 
     async def on_place(self, command: PlaceOrder, origin_ts: int) -> None:
-        """Take an intent on once: record it, send its first order, report."""
+        """Take an intent on once: record it with its first order, send that, report."""
         if command.intent_id in self.intents:
             return
         now = self._clock.now()
-        if not await self._store.add_intent(command, origin_ts, now):
-            _log.info("intent already taken on", intent_id=command.intent_id)
-            return
-        INTENTS.labels(command.kind.value).inc()
         info = self.products.get(command.product_id)
         refusal = entry_refusal(command, info)
         if refusal or info is None:
@@ -195,10 +191,16 @@ class ExecutionService:
         machine = IntentExecution(
             command, rules_of(info), self.config.policy.execution, self.mode, now
         )
-        self._register(machine, origin_ts)
         bid, ask = self._quote(command, now)
+        step = machine.start(bid, ask, now)
         async with self._locks[command.intent_id]:
-            await self._drive(machine, machine.start(bid, ask, now), [])
+            first = self._progress(machine, step, [])
+            if not await self._store.add_intent(command, origin_ts, now, first):
+                _log.info("intent already taken on", intent_id=command.intent_id)
+                return
+            INTENTS.labels(command.kind.value).inc()
+            self._register(machine, origin_ts)
+            await self._drive(machine, step, [], recorded=True)
 
     async def on_cancel(self, command: CancelOrders) -> None:
         """Cancel the working intents of these kinds and products."""
@@ -220,7 +222,8 @@ class ExecutionService:
             side=command.side, status=OrderStatus.REJECTED, filled_base=Decimal(0),
             filled_quote=Decimal(0), reason=reason, mode=self.mode, finished_at=now,
         )  # fmt: skip
-        await self._store.finish_unworked(finished)
+        if not await self._store.add_intent(command, origin_ts, now, Progress(finished=finished)):
+            return
         await self._publish(origin_ts, [finished])
         await self._store.mark_reported(command.intent_id)
         FINISHED.labels(finished.status.value, reason).inc()
@@ -276,18 +279,30 @@ class ExecutionService:
                 step, fills = self._apply(machine, mine, now)
                 await self._drive(machine, step, fills)
 
-    async def _drive(self, machine: IntentExecution, step: Step, fills: list[OrderFilled]) -> None:
-        """Record, report, send; then the same for what the venue answered, until quiet."""
+    def _progress(self, machine: IntentExecution, step: Step, fills: list[OrderFilled]) -> Progress:
+        finished = any(isinstance(event, IntentFinished) for event in step.events)
+        return Progress(
+            sent=[c for c in step.commands if isinstance(c, OrderRequest)],
+            updates=[e for e in step.events if isinstance(e, OrderUpdated)],
+            fills=fills, finished=machine.finished if finished else None,
+            cancel_reason=machine.cancel_reason,
+        )  # fmt: skip
+
+    async def _drive(
+        self, machine: IntentExecution, step: Step, fills: list[OrderFilled],
+        *, recorded: bool = False,
+    ) -> None:  # fmt: skip
+        """Record, report, send; then the same for what the venue answered, until quiet.
+
+        ``recorded``: the first step is already in Postgres (written with the intent)."""
         intent = machine.intent
         while True:
             was_finished = any(isinstance(e, IntentFinished) for e in step.events)
-            sent = [c for c in step.commands if isinstance(c, OrderRequest)]
-            progress = Progress(
-                sent=sent, updates=[e for e in step.events if isinstance(e, OrderUpdated)],
-                fills=fills, finished=machine.finished if was_finished else None,
-                cancel_reason=machine.cancel_reason,
-            )  # fmt: skip
-            new_fills = await self._store.save(intent, progress, intent.issued_at)
+            if recorded:
+                new_fills, recorded = list(fills), False
+            else:
+                progress = self._progress(machine, step, fills)
+                new_fills = await self._store.save(intent, progress, intent.issued_at)
             self._observe(new_fills)
             await self._publish(self._origin[intent.intent_id], [*new_fills, *step.events])
             if was_finished and machine.finished is not None:

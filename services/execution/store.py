@@ -1,7 +1,8 @@
 """Execution's Postgres: the intents it took on, their orders and fills.
 
-An intent is inserted when its command is handled, so a redelivered or republished
-command finds it and is not worked twice. Orders are recorded PENDING before they are
+An intent is inserted together with its first step when its command is handled, so a
+redelivered or republished command finds it and is not worked twice, and no intent is on
+record without what was done for it. Orders are recorded PENDING before they are
 sent, so a restart knows every order that might exist at the venue. Fills are unique
 per (venue, trade id): a replay cannot double one.
 """
@@ -9,14 +10,14 @@ per (venue, trade id): a replay cannot double one.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.execution.orders import RecordedOrder
 from shared.db import ExecutionIntent, Fill, Order, record_fill, record_order
@@ -42,9 +43,9 @@ _KINDS = {"MARKET": OrderKind.MARKET_IOC, "LIMIT": OrderKind.LIMIT_GTC,
 class Progress:
     """What one step of an intent changed, written in one transaction."""
 
-    sent: list[OrderRequest]
-    updates: list[OrderUpdated]
-    fills: list[OrderFilled]
+    sent: list[OrderRequest] = field(default_factory=list)
+    updates: list[OrderUpdated] = field(default_factory=list)
+    fills: list[OrderFilled] = field(default_factory=list)
     finished: IntentFinished | None = None
     cancel_reason: str = ""
 
@@ -66,8 +67,11 @@ class ExecutionStore:
         self._mode = mode
         self._venue = venue
 
-    async def add_intent(self, command: PlaceOrder, origin_ts: int, now: datetime) -> bool:
-        """Take the intent on; False if it was taken on before (by any run)."""
+    async def add_intent(
+        self, command: PlaceOrder, origin_ts: int, now: datetime, first: Progress
+    ) -> bool:
+        """Take the intent on with its first step, in one transaction; False if it was taken
+        on before (by any run), and then nothing is written."""
         statement = (
             insert(ExecutionIntent)
             .values(
@@ -82,53 +86,50 @@ class ExecutionStore:
             .returning(ExecutionIntent.intent_id)
         )
         async with self._database.begin() as connection:
-            return (await connection.execute(statement)).first() is not None
+            if (await connection.execute(statement)).first() is None:
+                return False
+            await self._write(connection, command, first, command.issued_at)
+        return True
 
     async def save(
         self, intent: PlaceOrder, progress: Progress, arrival_time: datetime
     ) -> list[OrderFilled]:
         """Record the step; returns the fills that were new (a replayed one is not)."""
-        new_fills = []
         async with self._database.begin() as connection:
-            for request in progress.sent:
-                await record_order(connection, request, intent_id=intent.intent_id,
-                                   status=OrderStatus.PENDING, mode=self._mode)  # fmt: skip
-            for fill in progress.fills:
-                if await record_fill(connection, fill, venue=self._venue,
-                                     arrival_time=arrival_time):  # fmt: skip
-                    new_fills.append(fill)
-            for update_ in progress.updates:
-                await connection.execute(
-                    update(Order)
-                    .where(Order.client_order_id == update_.client_order_id)
-                    .values(status=update_.status.value, filled_size=update_.filled_size,
-                            average_price=update_.average_price, reason=update_.reason,
-                            venue_order_id=update_.venue_order_id, updated_at=func.now())
-                )  # fmt: skip
-            values: dict[str, object] = {}
-            if progress.cancel_reason:
-                values["cancel_reason"] = progress.cancel_reason
-            if progress.finished is not None:
-                values.update(status=progress.finished.status.value,
-                              reason=progress.finished.reason,
-                              finished_at=progress.finished.finished_at)  # fmt: skip
-            if values:
-                await connection.execute(
-                    update(ExecutionIntent)
-                    .where(ExecutionIntent.intent_id == intent.intent_id)
-                    .values(**values)
-                )
-        return new_fills
+            return await self._write(connection, intent, progress, arrival_time)
 
-    async def finish_unworked(self, finished: IntentFinished) -> None:
-        """An intent refused before any order: finished at once."""
-        async with self._database.begin() as connection:
+    async def _write(
+        self, connection: AsyncConnection, intent: PlaceOrder, progress: Progress,
+        arrival_time: datetime,
+    ) -> list[OrderFilled]:  # fmt: skip
+        new_fills = []
+        for request in progress.sent:
+            await record_order(connection, request, intent_id=intent.intent_id,
+                               status=OrderStatus.PENDING, mode=self._mode)  # fmt: skip
+        for fill in progress.fills:
+            if await record_fill(connection, fill, venue=self._venue, arrival_time=arrival_time):
+                new_fills.append(fill)
+        for update_ in progress.updates:
+            await connection.execute(
+                update(Order)
+                .where(Order.client_order_id == update_.client_order_id)
+                .values(status=update_.status.value, filled_size=update_.filled_size,
+                        average_price=update_.average_price, reason=update_.reason,
+                        venue_order_id=update_.venue_order_id, updated_at=func.now())
+            )  # fmt: skip
+        values: dict[str, object] = {}
+        if progress.cancel_reason:
+            values["cancel_reason"] = progress.cancel_reason
+        if progress.finished is not None:
+            values.update(status=progress.finished.status.value, reason=progress.finished.reason,
+                          finished_at=progress.finished.finished_at)  # fmt: skip
+        if values:
             await connection.execute(
                 update(ExecutionIntent)
-                .where(ExecutionIntent.intent_id == finished.intent_id)
-                .values(status=finished.status.value, reason=finished.reason,
-                        finished_at=finished.finished_at)
-            )  # fmt: skip
+                .where(ExecutionIntent.intent_id == intent.intent_id)
+                .values(**values)
+            )
+        return new_fills
 
     async def mark_reported(self, intent_id: str) -> None:
         async with self._database.begin() as connection:
