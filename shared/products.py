@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from shared.coinbase.models import Product
+from shared.matching.types import ProductRules
 from shared.messages import Dec, UtcDatetime
 
 __all__ = ["ProductCatalog", "ProductInfo"]
@@ -61,6 +62,15 @@ class ProductInfo(BaseModel):
                 "updated_at": updated_at,
             }
         )
+
+    def rules(self) -> ProductRules:
+        """The increments and size limits orders on this product must respect."""
+        return ProductRules(
+            product_id=self.product_id, base_increment=self.base_increment,
+            quote_increment=self.quote_increment, price_increment=self.price_increment,
+            base_min_size=self.base_min_size, base_max_size=self.base_max_size,
+            quote_min_size=self.quote_min_size, quote_max_size=self.quote_max_size,
+        )  # fmt: skip
 
     def delisted(self, updated_at: object) -> ProductInfo:
         """The same product, no longer listed by the venue."""

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.execution.coinbase_venue import CoinbaseVenue
 from services.execution.paper import PaperVenue
-from services.execution.service import ExecutionService, rules_of
+from services.execution.service import ExecutionService
 from services.execution.store import ExecutionStore
 from services.execution.venues import Venue
 from shared.aio import pause_unless_stopped
@@ -148,11 +148,10 @@ class ExecutionLoop:
 
     async def _refresh_products(self) -> None:
         products = await self._catalog.all()
-        self._service.products.clear()
-        self._service.products.update(products)
+        self._service.set_products(products)
         venue = self._service.venue
         if isinstance(venue, PaperVenue):
-            venue.account.set_rules({p: rules_of(info) for p, info in products.items()})
+            venue.account.set_rules({p: info.rules() for p, info in products.items()})
 
     async def _restore(self) -> None:
         if not self._service.products:

@@ -93,15 +93,6 @@ def entry_refusal(command: PlaceOrder, info: ProductInfo | None) -> str:
     return ""
 
 
-def rules_of(info: ProductInfo) -> ProductRules:
-    return ProductRules(
-        product_id=info.product_id, base_increment=info.base_increment,
-        quote_increment=info.quote_increment, price_increment=info.price_increment,
-        base_min_size=info.base_min_size, base_max_size=info.base_max_size,
-        quote_min_size=info.quote_min_size, quote_max_size=info.quote_max_size,
-    )  # fmt: skip
-
-
 class ExecutionService:
     def __init__(
         self, *, config: AppConfig, venue: Venue, store: ExecutionStore, redis: Redis,
@@ -127,6 +118,10 @@ class ExecutionService:
         self._inbox: list[VenueReport] = []
         self._tiers = {p.product_id: str(int(p.tier)) for p in config.universe.products}
         self.restored = asyncio.Event()
+
+    def set_products(self, products: dict[str, ProductInfo]) -> None:
+        """The venue's latest word on each product (market-data's catalog)."""
+        self.products = dict(products)
 
     # --- start --------------------------------------------------------------------------
 
@@ -154,7 +149,7 @@ class ExecutionService:
     def _resume(self, stored: StoredIntent, now: datetime) -> IntentExecution:
         command = stored.command
         info = self.products.get(command.product_id)
-        rules = rules_of(info) if info else _fallback_rules(command.product_id)
+        rules = info.rules() if info else _fallback_rules(command.product_id)
         machine = IntentExecution.resume(
             command, rules, self.config.policy.execution, self.mode,
             started_at=stored.started_at, orders=stored.orders,
@@ -189,7 +184,7 @@ class ExecutionService:
             await self._refuse(command, refusal, origin_ts, now)
             return
         machine = IntentExecution(
-            command, rules_of(info), self.config.policy.execution, self.mode, now
+            command, info.rules(), self.config.policy.execution, self.mode, now
         )
         bid, ask = self._quote(command, now)
         step = machine.start(bid, ask, now)
