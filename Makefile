@@ -37,6 +37,7 @@ lint: $(STAMP)
 
 ## bench: performance figures, one "BENCH <name> key=value ..." line per benchmark
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements/bench.lock
 	$(BIN)/python -m tests.bench
 
 ## lock: re-resolve the pinned sets from the ranges in pyproject.toml

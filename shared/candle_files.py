@@ -24,7 +24,7 @@ from pathlib import Path
 from shared.clock import ensure_utc
 from shared.money import to_decimal
 
-__all__ = ["COLUMNS", "Candle", "load_candles", "write_candles"]
+__all__ = ["COLUMNS", "Candle", "candle_path", "iter_candles", "load_candles", "write_candles"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,32 @@ def load_candles(path: Path) -> list[Candle]:
         candles.append(candle)
     candles.sort(key=lambda candle: candle.start)
     return candles
+
+
+def iter_candles(path: Path) -> Iterator[Candle]:
+    """Candles of a file one at a time, for histories too long to hold in memory.
+
+    The file must already be in ascending order (``write_candles`` writes it so); a row
+    out of order, or a repeated start, is an error naming it.
+    """
+    rows = _csv_rows(path) if _kind(path) == "csv" else _parquet_batches(path)
+    previous: int | None = None
+    for label, record in rows:
+        candle = _parse(record, f"{path}: {label}")
+        if previous is not None and candle.start <= previous:
+            raise ValueError(
+                f"{path}: {label}: start {candle.start} is not after {previous};"
+                " a streamed file must be in ascending order"
+            )
+        previous = candle.start
+        yield candle
+
+
+def candle_path(candle: Candle) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """Replay waypoints at 0, 1/3, 2/3 and 3/3 of a candle: low first when it closes up."""
+    if candle.close >= candle.open:
+        return candle.open, candle.low, candle.high, candle.close
+    return candle.open, candle.high, candle.low, candle.close
 
 
 def write_candles(path: Path, candles: Iterable[Candle]) -> int:
@@ -113,6 +139,19 @@ def _parquet_rows(path: Path) -> Iterator[tuple[str, Mapping[str, object]]]:
     columns = {name: table.column(name).to_pylist() for name in COLUMNS}
     for row in range(table.num_rows):
         yield f"row {row + 1}", {name: columns[name][row] for name in COLUMNS}
+
+
+def _parquet_batches(path: Path) -> Iterator[tuple[str, Mapping[str, object]]]:
+    import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]  # no stubs
+
+    source = pq.ParquetFile(path)
+    _check_columns(path, source.schema_arrow.names)
+    row = 0
+    for batch in source.iter_batches(batch_size=65_536, columns=list(COLUMNS)):
+        columns = {name: batch.column(name).to_pylist() for name in COLUMNS}
+        for index in range(batch.num_rows):
+            row += 1
+            yield f"row {row}", {name: columns[name][index] for name in COLUMNS}
 
 
 def _parse(record: Mapping[str, object], where: str) -> Candle:

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from services.exchange_sim.candles import MINUTE, SECONDS_PER_YEAR, Candle
 from services.exchange_sim.history import history_candles
+from shared.candle_files import candle_path
 from shared.clock import ensure_utc
 from shared.money import Side
 
@@ -223,13 +224,6 @@ class SyntheticMarket:
         # most a year, so a vanishing rate cannot overflow the calendar.
         seconds = min(self._rng.expovariate(self._rate), SECONDS_PER_YEAR)
         return max(timedelta(microseconds=1), timedelta(seconds=seconds))
-
-
-def candle_path(candle: Candle) -> tuple[Decimal, Decimal, Decimal, Decimal]:
-    """Replay waypoints at 0, 1/3, 2/3 and 3/3 of a candle: low first when it closes up."""
-    if candle.close >= candle.open:
-        return candle.open, candle.low, candle.high, candle.close
-    return candle.open, candle.high, candle.low, candle.close
 
 
 def _path_price(candle: Candle, position: float) -> Decimal:

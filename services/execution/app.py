@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.execution.coinbase_venue import CoinbaseVenue
 from services.execution.paper import PaperVenue
+from services.execution.reports import RedisReports
 from services.execution.service import ExecutionService
 from services.execution.store import ExecutionStore
 from services.execution.venues import Venue
@@ -262,9 +263,9 @@ def bootstrap(
     venue, closers = build_venue(settings, config, clock)
     store = ExecutionStore(database, settings.trading_mode, venue.name)
     service = ExecutionService(
-        config=config, venue=venue, store=store, redis=redis, keys=keys, clock=clock,
-        mode=settings.trading_mode, products={}, stream_maxlen=settings.exec_stream_maxlen,
-        quote_max_age_s=settings.exec_quote_max_age_s,
+        config=config, venue=venue, store=store,
+        reports=RedisReports(redis, keys, clock, settings.exec_stream_maxlen), clock=clock,
+        mode=settings.trading_mode, products={}, quote_max_age_s=settings.exec_quote_max_age_s,
     )  # fmt: skip
     handlers = StreamHandlers(service, clock)
 

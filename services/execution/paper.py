@@ -108,18 +108,24 @@ class PaperVenue:
 
     def on_book(self, book: BookUpdated, now: datetime) -> None:
         """A new top-N snapshot: minus what we took lately; resting orders it crosses fill."""
-        if book.product_id not in self.account.books:
-            return
-        self._arrive(now)
-        recent = [t for t in self._taken[book.product_id] if now - t.at < self.depletion]
-        self._taken[book.product_id] = recent
-        levels = _minus_taken(
+        self.on_levels(
+            book.product_id,
             [(BookSide.BID, level.price, level.size) for level in book.bids]
             + [(BookSide.OFFER, level.price, level.size) for level in book.asks],
-            recent,
+            now,
         )
-        self.account.books[book.product_id].apply_snapshot(levels)
-        self.account.on_book(book.product_id, now)
+
+    def on_levels(
+        self, product_id: str, levels: list[tuple[BookSide, Decimal, Decimal]], now: datetime
+    ) -> None:
+        """:meth:`on_book` without the message: the backtest takes its books from its model."""
+        if product_id not in self.account.books:
+            return
+        self._arrive(now)
+        recent = [t for t in self._taken[product_id] if now - t.at < self.depletion]
+        self._taken[product_id] = recent
+        self.account.books[product_id].apply_snapshot(_minus_taken(levels, recent))
+        self.account.on_book(product_id, now)
         self._collect()
 
     def on_tick(self, tick: TickUpdated, now: datetime) -> None:
@@ -131,9 +137,13 @@ class PaperVenue:
         if self._last_print.get(tick.product_id) == print_key:
             return  # the same trade, republished because the quote moved
         self._last_print[tick.product_id] = print_key
-        size = tick.last_size if tick.last_size else Decimal(0)
-        if size > 0:
-            self.account.on_trade(tick.product_id, tick.last_price, size, now)
+        self.on_trade(tick.product_id, tick.last_price, tick.last_size or Decimal(0), now)
+
+    def on_trade(self, product_id: str, price: Decimal, size: Decimal, now: datetime) -> None:
+        """A market trade: resting orders it traded through fill."""
+        self._arrive(now)
+        if product_id in self.account.books and size > 0:
+            self.account.on_trade(product_id, price, size, now)
         self._collect()
 
     # --- the Venue port ---------------------------------------------------------------

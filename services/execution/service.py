@@ -23,10 +23,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from prometheus_client import Counter, Gauge, Histogram
-from redis.asyncio import Redis
 
 from services.execution.orders import IntentExecution, Step, client_order_id
-from services.execution.store import ExecutionStore, Progress, StoredIntent
+from services.execution.reports import IntentStore, ReportSink
+from services.execution.store import Progress, StoredIntent
 from services.execution.venues import (
     Venue,
     VenueAccepted,
@@ -36,15 +36,12 @@ from services.execution.venues import (
     VenueReport,
     WorkingOrder,
 )
-from shared.bus import BusKeys
-from shared.bus.publisher import ENVELOPE_FIELD
 from shared.clock import Clock
 from shared.config.models import AppConfig
 from shared.logging import get_logger
 from shared.matching.types import OrderRequest, ProductRules
 from shared.messages import (
     CancelOrders,
-    Envelope,
     IntentFinished,
     IntentKind,
     LiquidityPreference,
@@ -55,8 +52,6 @@ from shared.messages import (
     PlaceOrder,
     TickUpdated,
     TradingMode,
-    encode,
-    new_envelope,
 )
 from shared.money import Side
 from shared.products import ProductInfo
@@ -95,21 +90,20 @@ def entry_refusal(command: PlaceOrder, info: ProductInfo | None) -> str:
 
 class ExecutionService:
     def __init__(
-        self, *, config: AppConfig, venue: Venue, store: ExecutionStore, redis: Redis,
-        keys: BusKeys, clock: Clock, mode: TradingMode, products: dict[str, ProductInfo],
-        stream_maxlen: int = 100_000, quote_max_age_s: float = 10.0,
+        self, *, config: AppConfig, venue: Venue, store: IntentStore, reports: ReportSink,
+        clock: Clock, mode: TradingMode, products: dict[str, ProductInfo],
+        quote_max_age_s: float = 10.0,
     ) -> None:  # fmt: skip
         self.config = config
         self.venue = venue
         self.products = products
         self._store = store
-        self._redis = redis
-        self._keys = keys
+        self._reports = reports
         self._clock = clock
         self.mode = mode
-        self._maxlen = stream_maxlen
         self._quote_max_age = timedelta(seconds=quote_max_age_s)
         self.intents: OrderedDict[str, IntentExecution] = OrderedDict()
+        self._live: dict[str, IntentExecution] = {}  # the unfinished among them
         self._origin: dict[str, int] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._families: dict[str, str] = {}  # client order id family -> intent id
@@ -228,11 +222,17 @@ class ExecutionService:
 
     def on_tick(self, tick: TickUpdated) -> None:
         """Remember the best bid and ask: where maker orders go."""
-        now = self._clock.now()
-        self._quotes[tick.product_id] = (tick.best_bid, tick.best_ask, now)
+        self.on_quote(tick.product_id, tick.best_bid, tick.best_ask)
+
+    def on_quote(self, product_id: str, best_bid: Decimal, best_ask: Decimal) -> None:
+        self._quotes[product_id] = (best_bid, best_ask, self._clock.now())
         for machine in self._open():
-            if machine.intent.product_id == tick.product_id:
-                machine.update_quote(tick.best_bid, tick.best_ask)
+            if machine.intent.product_id == product_id:
+                machine.update_quote(best_bid, best_ask)
+
+    def open_intents(self) -> list[IntentExecution]:
+        """Intents not yet finished, oldest first."""
+        return self._open()
 
     async def on_timer(self) -> None:
         """Poll the venue, hand out its reports, and fire every intent's TTLs."""
@@ -359,22 +359,16 @@ class ExecutionService:
             )
 
     async def _publish(self, origin_ts: int, events: Sequence[Payload]) -> None:
-        if not events:
-            return
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for event in events:
-                envelope: Envelope[Payload] = new_envelope(
-                    event, self._clock, origin_ts=origin_ts, message_id=_message_id(event)
-                )
-                pipe.xadd(self._keys.stream(event.STREAM), {ENVELOPE_FIELD: encode(envelope)},
-                          maxlen=self._maxlen, approximate=True)  # fmt: skip
-            await pipe.execute()
+        if events:
+            await self._reports.publish(origin_ts, events)
 
     # --- bookkeeping --------------------------------------------------------------------
 
     def _register(self, machine: IntentExecution, origin_ts: int) -> None:
         intent_id = machine.intent.intent_id
         self.intents[intent_id] = machine
+        if machine.finished is None:
+            self._live[intent_id] = machine
         self._origin[intent_id] = origin_ts
         self._families[_order_family(client_order_id(intent_id, 0))] = intent_id
         quote = self._quotes.get(machine.intent.product_id)
@@ -393,7 +387,9 @@ class ExecutionService:
             self._locks.pop(intent_id, None)
 
     def _open(self) -> list[IntentExecution]:
-        return [machine for machine in self.intents.values() if machine.finished is None]
+        for intent_id in [i for i, machine in self._live.items() if machine.finished is not None]:
+            del self._live[intent_id]
+        return list(self._live.values())
 
     def _working(self) -> list[WorkingOrder]:
         working = []
@@ -422,17 +418,6 @@ class ExecutionService:
 def _order_family(coid: str) -> str:
     """The part of a client order id all of one intent's orders share."""
     return coid.rsplit("-", 1)[0]
-
-
-def _message_id(event: Payload) -> str:
-    """The same report gets the same id, however often a replay publishes it."""
-    if isinstance(event, OrderFilled):
-        return f"exec:fill:{event.trade_id}"
-    if isinstance(event, IntentFinished):
-        return f"exec:finished:{event.intent_id}"
-    if isinstance(event, OrderUpdated):
-        return f"exec:order:{event.client_order_id}:{event.status.value}:{event.filled_size}"
-    raise TypeError(f"execution does not publish {type(event).__name__}")
 
 
 def _fallback_rules(product_id: str) -> ProductRules:

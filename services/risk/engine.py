@@ -368,7 +368,9 @@ class RiskEngine:
         assert position.last_fill_price is not None
         return position.last_fill_price
 
-    def _exit_trigger(self, product_id: str, bid: Decimal) -> str | None:
+    def exit_levels(self, product_id: str) -> tuple[Decimal, Decimal] | None:
+        """The bid at or below which the position is stopped out, and at or above which it
+        takes profit; None when no exit can fire now (flat, flattening, exit working)."""
         book = self.book
         if product_id in book.flattening or book.intents.exit_in_flight(product_id):
             return None
@@ -384,6 +386,13 @@ class RiskEngine:
             stop = max(stop, strategy_stop)
         if strategy_take is not None:
             take = min(take, strategy_take)
+        return stop, take
+
+    def _exit_trigger(self, product_id: str, bid: Decimal) -> str | None:
+        levels = self.exit_levels(product_id)
+        if levels is None:
+            return None
+        stop, take = levels
         if bid <= stop:
             return "stop_loss"
         if bid >= take:

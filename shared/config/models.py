@@ -108,6 +108,9 @@ class LiquidityTier(IntEnum):
 
 class TierSlippage(_Strict):
     base_slippage_bps: Annotated[Num, Field(ge=0, le=1000)]
+    # None: the cost model's default for the tier (shared.slippage.DEFAULT_TIERS).
+    impact_coefficient_bps: Annotated[Num, Field(ge=0, le=1000)] | None = None
+    typical_notional_usd: Annotated[Num, Field(gt=0)] | None = None
 
 
 class ProductEntry(_Strict):

@@ -270,18 +270,30 @@ class RiskStateEntry(Base):
 
 
 class SlippageCalibration(Base):
-    """One fit of the slippage model to recorded fills."""
+    """One tier's fit of the slippage model to recorded taker fills (``services.calibrate``).
+
+    ``impact_coefficient`` is the model's ``impact_coefficient_bps``: the extra cost, in
+    bps, of an order of ``typical_notional_usd``; the two only mean something together.
+    ``fit_error_bps`` and ``config_error_bps`` are the fit's and the configured model's
+    mean absolute error on the held-out fills, so every row says whether it beat config.
+    """
 
     __tablename__ = "slippage_calibrations"
-    __table_args__ = (CheckConstraint("tier IN (1, 2, 3)", name="tier"),)
+    __table_args__ = (
+        CheckConstraint("tier IN (1, 2, 3)", name="tier"),
+        CheckConstraint(_one_of("mode", MODES), name="mode"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tier: Mapped[int] = mapped_column(Integer)
     product_id: Mapped[str | None] = mapped_column(String(32))
     base_slippage_bps: Mapped[Decimal]
     impact_coefficient: Mapped[Decimal]
+    typical_notional_usd: Mapped[Decimal]
     sample_size: Mapped[int] = mapped_column(Integer)
     window_start: Mapped[datetime]
     window_end: Mapped[datetime]
     fit_error_bps: Mapped[Decimal | None]
+    config_error_bps: Mapped[Decimal | None]
+    mode: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = _now()

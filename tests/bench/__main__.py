@@ -6,7 +6,7 @@ import sys
 
 import uvloop
 
-from tests.bench import bus, ratelimit
+from tests.bench import backtest, bus, ratelimit
 from tests.support.servers import HarnessError, resolve_redis
 
 
@@ -20,6 +20,7 @@ def main() -> int:
         # The services run on uvloop (uvicorn picks it), so the benchmark does too.
         print(uvloop.run(bus.run(redis_url)), flush=True)
         print(ratelimit.run(redis_url), flush=True)
+        print(backtest.run(), flush=True)
     finally:
         if server:
             server.stop()

@@ -1,0 +1,1 @@
+"""backtest: the services' strategy, risk and execution code replayed over candle history."""

@@ -1,0 +1,323 @@
+"""The backtest: the services' own cores driven over history with a simulated clock.
+
+Per product, each candle becomes market events in time order (its path's waypoints,
+then its close); all products' events merge by time. The cores are the ones the
+services run:
+
+- signal's :class:`SignalEngine` with the configured strategies, fed closed candles
+  (aggregated to each strategy's granularity) and turned into proposals by
+  ``to_proposal``, with the mid at the decision as the reference, as signal does;
+- risk's :class:`RiskEngine`, deciding proposals, firing stops and take-profits on the
+  quotes, applying fills and intent ends;
+- execution's :class:`ExecutionService` (order state machine, reports) over the
+  :class:`PaperVenue` (the shared matching engine and balances), with an in-memory store
+  and report sink in place of Postgres and Redis, and its timer loop run every
+  ``timer_step`` while an intent is open.
+
+Effects are applied in the order the services publish them: a decision, then its
+cancels, then its intents; execution's reports go to risk at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from services.backtest.market import ModelMarket, Waypoint, candle_time, waypoints
+from services.backtest.memory import MemoryReports, MemoryStore
+from services.execution.paper import PaperVenue
+from services.execution.service import ExecutionService
+from services.risk.engine import Effects, RiskEngine
+from services.risk.portfolio import AppliedFill
+from services.risk.service import product_rules
+from services.signal.engine import SignalEngine
+from services.signal.proposals import to_proposal
+from services.signal.strategies.base import Strategy
+from shared.candle_files import Candle
+from shared.clock import SimulatedClock
+from shared.config.models import AppConfig
+from shared.matching.types import FeeRates
+from shared.messages import (
+    IntentFinished,
+    OrderFilled,
+    Payload,
+    ProposalAction,
+    ProposalDecided,
+    TradeProposed,
+    TradingMode,
+)
+from shared.products import ProductInfo
+from shared.slippage import CostModel
+
+__all__ = ["Backtest", "BacktestOptions", "ProductHistory"]
+
+_QUOTE, _CLOSE = 0, 1  # at one moment: every quote first, then the candles that closed
+
+
+@dataclass(frozen=True)
+class BacktestOptions:
+    capital: Decimal = Decimal(10_000)
+    latency: timedelta = timedelta(milliseconds=100)
+    depletion: timedelta = timedelta(seconds=10)
+    timer_step: timedelta = timedelta(seconds=1)
+    trade_from: datetime | None = None  # candles ending earlier only warm the strategies up
+
+
+@dataclass
+class ProductHistory:
+    """One product's candles, ascending, at one granularity."""
+
+    product_id: str
+    granularity_s: int
+    candles: Iterable[Candle]
+
+
+@dataclass
+class Observers:
+    proposal: list[Callable[[TradeProposed], None]] = field(default_factory=list)
+    decision: list[Callable[[ProposalDecided], None]] = field(default_factory=list)
+    fill: list[Callable[[OrderFilled], None]] = field(default_factory=list)
+    candle: list[Callable[[str, Candle], None]] = field(default_factory=list)
+
+
+class Backtest:
+    def __init__(
+        self,
+        config: AppConfig,
+        strategies: Sequence[Strategy],
+        products: Mapping[str, ProductInfo],
+        cost: CostModel,
+        options: BacktestOptions,
+    ) -> None:
+        self.options = options
+        self.clock = SimulatedClock(candle_time(0))
+        self.signal = SignalEngine(strategies)
+        self.risk = RiskEngine(
+            config.policy.risk, options.capital, rules=product_rules(config, products)
+        )
+        tiers = {p.product_id: int(p.tier) for p in config.universe.products}
+        rules = {product_id: info.rules() for product_id, info in products.items()}
+        self.market = ModelMarket(cost, rules, {p: tiers.get(p, 3) for p in rules})
+        maker, taker = cost.fee_rates()
+        self.venue = PaperVenue(
+            rules, fees=FeeRates(maker=maker, taker=taker), balances={"USD": options.capital},
+            latency=options.latency, depletion=options.depletion, run_id="backtest",
+        )  # fmt: skip
+        self.reports = MemoryReports()
+        self.execution = ExecutionService(
+            config=config, venue=self.venue, store=MemoryStore(), reports=self.reports,
+            clock=self.clock, mode=TradingMode.BACKTEST, products=dict(products),
+            quote_max_age_s=86_400.0,
+        )  # fmt: skip
+        self.observers = Observers()
+        self.exit_reasons: dict[str, str] = {}  # intent id -> why it sells
+        self._marks: dict[str, Waypoint] = {}  # product -> last quote risk saw
+        self._next_timer: datetime | None = None
+        self._granularities = _granularities(strategies)
+
+    # --- the run ----------------------------------------------------------------------
+
+    async def run(self, histories: Sequence[ProductHistory]) -> None:
+        """Every product's history, merged by time."""
+        streams = [_events(index, history) for index, history in enumerate(histories)]
+        async for moment, kind, product_id, candle, granularity_s, point in _merged(streams):
+            await self._advance_to(moment)
+            if kind == _QUOTE:
+                if point.time == candle_time(candle.start):
+                    self.market.set_candle(product_id, candle, granularity_s)
+                await self._quote(product_id, point)
+            else:
+                await self._close(product_id, candle, granularity_s)
+
+    async def _advance_to(self, moment: datetime) -> None:
+        """Run execution's timer loop up to ``moment`` while any intent is open."""
+        while self._next_timer is not None and self._next_timer <= moment:
+            self.clock.set(self._next_timer)
+            for product_id in {m.intent.product_id for m in self.execution.open_intents()}:
+                mid = self.market.mid_at(product_id, self._next_timer)
+                if mid is not None:
+                    await self._quote(product_id, Waypoint(self._next_timer, mid))
+            await self.execution.on_timer()
+            await self._route_reports()
+            self._schedule_timer()
+        if moment > self.clock.now():
+            self.clock.set(moment)
+
+    def _schedule_timer(self) -> None:
+        if not self.execution.open_intents():
+            self._next_timer = None
+        elif self._next_timer is None or self._next_timer <= self.clock.now():
+            self._next_timer = self.clock.now() + self.options.timer_step
+
+    # --- market -----------------------------------------------------------------------
+
+    async def _quote(self, product_id: str, point: Waypoint) -> None:
+        """A new mid: to the venue and execution while they work the product, to risk
+        while it holds or trades it (a stop or take-profit crossed on the way fires there)."""
+        trading = self._executing(product_id)
+        if trading:
+            self._to_venue(product_id, point.mid)
+        if not self._risk_watches(product_id):
+            self._marks.pop(product_id, None)
+            return
+        previous = self._marks.get(product_id)
+        levels = self.risk.exit_levels(product_id)
+        if previous is not None and levels is not None:
+            for level in levels:
+                crossing = self.market.crossing(product_id, level, previous, point)
+                if crossing is not None and crossing.time < point.time:
+                    await self._advance_to(crossing.time)
+                    await self._risk_tick(product_id, crossing)
+                    break
+        await self._risk_tick(product_id, point)
+
+    async def _risk_tick(self, product_id: str, point: Waypoint) -> None:
+        self._marks[product_id] = point
+        bid, ask = self.market.quote(product_id, point.mid)
+        await self._apply(self.risk.on_tick(product_id, bid, ask, self.clock.now()))
+
+    def _to_venue(self, product_id: str, mid: Decimal) -> None:
+        now = self.clock.now()
+        self.venue.on_levels(product_id, list(self.market.levels(product_id, mid)), now)
+        bid, ask = self.market.quote(product_id, mid)
+        self.execution.on_quote(product_id, bid, ask)
+
+    def _executing(self, product_id: str) -> bool:
+        return any(m.intent.product_id == product_id for m in self.execution.open_intents())
+
+    def _risk_watches(self, product_id: str) -> bool:
+        book = self.risk.book
+        return book.portfolio.base(product_id) != 0 or bool(book.intents.for_product(product_id))
+
+    # --- candles and proposals --------------------------------------------------------
+
+    async def _close(self, product_id: str, candle: Candle, granularity_s: int) -> None:
+        for watch_candle in self.observers.candle:
+            watch_candle(product_id, candle)
+        for granularity, closed in self._aggregate(product_id, candle, granularity_s):
+            end = candle_time(closed.start + granularity)
+            acting = self.options.trade_from is None or end > self.options.trade_from
+            for signal in self.signal.on_candle(product_id, granularity, closed):
+                if not acting:
+                    continue  # history: strategies learn, nothing is proposed (as in signal)
+                now = self.clock.now()
+                mid = self.market.mid_at(product_id, now) or signal.reference_price
+                proposal = to_proposal(signal, mid, now)
+                for watch_proposal in self.observers.proposal:
+                    watch_proposal(proposal)
+                if signal.action is ProposalAction.EXIT:
+                    self.exit_reasons[proposal.proposal_id] = signal.reason
+                await self._apply(self.risk.on_proposal(proposal, now))
+
+    def _aggregate(
+        self, product_id: str, candle: Candle, granularity_s: int
+    ) -> Iterator[tuple[int, Candle]]:
+        for granularity, bucket in self._granularities.get(product_id, {}).items():
+            if granularity == granularity_s:
+                yield granularity, candle
+                continue
+            for closed in bucket.add(candle, granularity_s):
+                yield granularity, closed
+
+    # --- effects ----------------------------------------------------------------------
+
+    async def _apply(self, effects: Effects) -> None:
+        """Risk's effects in the order risk publishes them, then execution's reports."""
+        for decision in effects.decisions:
+            for observer in self.observers.decision:
+                observer(decision)
+        for cancel in effects.cancels:
+            await self.execution.on_cancel(cancel)
+        for issued in effects.intents:
+            product_id = issued.order.product_id
+            mid = self.market.mid_at(product_id, self.clock.now())
+            if mid is not None:
+                self._to_venue(product_id, mid)
+            await self.execution.on_place(issued.order, self.clock.now_ns())
+        await self._route_reports()
+        self._schedule_timer()
+
+    async def _route_reports(self) -> None:
+        while self.reports.pending:
+            event: Payload = self.reports.pending.popleft()
+            now = self.clock.now()
+            if isinstance(event, OrderFilled):
+                for observer in self.observers.fill:
+                    observer(event)
+                fill = AppliedFill(event.trade_id, event.intent_id, event.product_id,
+                                   event.side, event.price, event.size, event.fee)  # fmt: skip
+                await self._apply(self.risk.on_fill(fill, now))
+            elif isinstance(event, IntentFinished):
+                await self._apply(self.risk.on_intent_finished(event, now))
+
+
+class _Bucket:
+    """Base candles aggregated into one coarser granularity, as Coinbase buckets them."""
+
+    def __init__(self, granularity_s: int) -> None:
+        self.granularity_s = granularity_s
+        self._parts: list[Candle] = []
+
+    def add(self, candle: Candle, base_s: int) -> list[Candle]:
+        """The buckets this candle closes: an unfinished one it leaves behind (a gap in the
+        data), and its own once the candle reaches the bucket's end."""
+        start = candle.start - candle.start % self.granularity_s
+        closed = []
+        first = self._parts[0].start if self._parts else start
+        if first - first % self.granularity_s != start:
+            closed.append(_merge(self._parts, self.granularity_s))
+            self._parts = []
+        self._parts.append(candle)
+        if candle.start + base_s >= start + self.granularity_s:
+            closed.append(_merge(self._parts, self.granularity_s))
+            self._parts = []
+        return closed
+
+
+def _merge(parts: list[Candle], granularity_s: int) -> Candle:
+    start = parts[0].start - parts[0].start % granularity_s
+    return Candle(
+        start=start, low=min(c.low for c in parts), high=max(c.high for c in parts),
+        open=parts[0].open, close=parts[-1].close,
+        volume=sum((c.volume for c in parts), Decimal(0)),
+    )  # fmt: skip
+
+
+def _granularities(strategies: Sequence[Strategy]) -> dict[str, dict[int, _Bucket]]:
+    routes: dict[str, dict[int, _Bucket]] = {}
+    for strategy in strategies:
+        for product_id in strategy.products:
+            buckets = routes.setdefault(product_id, {})
+            buckets.setdefault(strategy.granularity_s, _Bucket(strategy.granularity_s))
+    return routes
+
+
+Event = tuple[datetime, int, int, str, Candle, int, Waypoint]
+
+
+def _events(index: int, history: ProductHistory) -> Iterator[Event]:
+    """The candle's path quotes, then its close; a close waits for the next candle's
+    opening quote at the same moment, so every stream is in (time, kind) order."""
+    product_id, span = history.product_id, history.granularity_s
+    pending: Event | None = None
+    for candle in history.candles:
+        for point in waypoints(candle, span):
+            if pending is not None and point.time > pending[0]:
+                yield pending
+                pending = None
+            yield point.time, _QUOTE, index, product_id, candle, span, point
+        end = candle_time(candle.start + span)
+        pending = (end, _CLOSE, index, product_id, candle, span, Waypoint(end, candle.close))
+    if pending is not None:
+        yield pending
+
+
+async def _merged(
+    streams: list[Iterator[Event]],
+) -> AsyncIterator[tuple[datetime, int, str, Candle, int, Waypoint]]:
+    merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda e: e[:3])
+    for moment, kind, _index, product_id, candle, span, point in merged:
+        yield moment, kind, product_id, candle, span, point
