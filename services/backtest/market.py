@@ -59,6 +59,7 @@ class ModelMarket:
             product_id: cost.book_shape(tiers[product_id]) if cost.slippage else []
             for product_id in self.rules
         }
+        self._tiers = dict(tiers)
         self._candles: dict[str, tuple[Candle, int]] = {}
         self._books: dict[str, tuple[Decimal, Levels]] = {}
 
@@ -86,22 +87,12 @@ class ModelMarket:
         if cached is not None and cached[0] == mid:
             return cached[1]
         rules = self.rules[product_id]
-        if not self.cost.slippage:
-            levels = [(BookSide.BID, mid, _DEEP), (BookSide.OFFER, mid, _DEEP)]
-        else:
-            levels = []
-            for slice_bps, notional in self._shapes[product_id]:
-                size = max(
-                    quantize(notional / mid, rules.base_increment, Rounding.FLOOR),
-                    rules.base_increment,
-                )
-                offset = mid * slice_bps / BPS
-                ask = quantize(mid + offset, rules.price_increment, Rounding.CEILING)
-                bid = quantize(mid - offset, rules.price_increment, Rounding.FLOOR)
-                levels.append((BookSide.OFFER, ask, size))
-                if bid > 0:
-                    levels.append((BookSide.BID, bid, size))
-            levels = _merged(levels)
+        bids, asks = self.cost.book(
+            mid, self._tiers[product_id], rules.price_increment, rules.base_increment
+        )
+        levels = [(BookSide.BID, level.price, level.size) for level in bids] + [
+            (BookSide.OFFER, level.price, level.size) for level in asks
+        ]
         self._books[product_id] = (mid, levels)
         return levels
 
@@ -136,14 +127,3 @@ class ModelMarket:
         if increment.as_tuple().digits == (1,):  # a power of ten: the fast path
             return price.quantize(increment, rounding=ROUND_HALF_EVEN)
         return quantize(price, increment, Rounding.HALF_EVEN)
-
-
-_DEEP = Decimal(10) ** 12
-
-
-def _merged(levels: Levels) -> Levels:
-    """Levels that rounded onto the same price become one."""
-    sizes: dict[tuple[BookSide, Decimal], Decimal] = {}
-    for side, price, size in levels:
-        sizes[(side, price)] = sizes.get((side, price), Decimal(0)) + size
-    return [(side, price, size) for (side, price), size in sizes.items()]
