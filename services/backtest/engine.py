@@ -199,7 +199,7 @@ class Backtest:
             watch_candle(product_id, candle)
         for granularity, closed in self._aggregate(product_id, candle, granularity_s):
             end = candle_time(closed.start + granularity)
-            acting = self.options.trade_from is None or end > self.options.trade_from
+            acting = self.options.trade_from is None or end >= self.options.trade_from
             for signal in self.signal.on_candle(product_id, granularity, closed):
                 if not acting:
                     continue  # history: strategies learn, nothing is proposed (as in signal)
