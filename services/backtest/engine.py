@@ -21,7 +21,7 @@ cancels, then its intents; execution's reports go to risk at once.
 from __future__ import annotations
 
 import heapq
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -113,7 +113,7 @@ class Backtest:
             quote_max_age_s=86_400.0,
         )  # fmt: skip
         self.observers = Observers()
-        self.exit_reasons: dict[str, str] = {}  # intent id -> why it sells
+        self.exit_reasons: dict[str, str] = {}  # working exit intent id -> why it sells
         self._marks: dict[str, Waypoint] = {}  # product -> last quote risk saw
         self._next_timer: datetime | None = None
         self._granularities = _granularities(strategies)
@@ -123,7 +123,7 @@ class Backtest:
     async def run(self, histories: Sequence[ProductHistory]) -> None:
         """Every product's history, merged by time."""
         streams = [_events(index, history) for index, history in enumerate(histories)]
-        async for moment, kind, product_id, candle, granularity_s, point in _merged(streams):
+        for moment, kind, product_id, candle, granularity_s, point in _merged(streams):
             await self._advance_to(moment)
             if kind == _QUOTE:
                 if point.time == candle_time(candle.start):
@@ -208,9 +208,11 @@ class Backtest:
                 proposal = to_proposal(signal, mid, now)
                 for watch_proposal in self.observers.proposal:
                     watch_proposal(proposal)
-                if signal.action is ProposalAction.EXIT:
+                effects = self.risk.on_proposal(proposal, now)
+                issued = {issued.order.intent_id for issued in effects.intents}
+                if signal.action is ProposalAction.EXIT and proposal.proposal_id in issued:
                     self.exit_reasons[proposal.proposal_id] = signal.reason
-                await self._apply(self.risk.on_proposal(proposal, now))
+                await self._apply(effects)
 
     def _aggregate(
         self, product_id: str, candle: Candle, granularity_s: int
@@ -251,6 +253,7 @@ class Backtest:
                                    event.side, event.price, event.size, event.fee)  # fmt: skip
                 await self._apply(self.risk.on_fill(fill, now))
             elif isinstance(event, IntentFinished):
+                self.exit_reasons.pop(event.intent_id, None)  # its fills came before its end
                 await self._apply(self.risk.on_intent_finished(event, now))
 
 
@@ -315,9 +318,9 @@ def _events(index: int, history: ProductHistory) -> Iterator[Event]:
         yield pending
 
 
-async def _merged(
+def _merged(
     streams: list[Iterator[Event]],
-) -> AsyncIterator[tuple[datetime, int, str, Candle, int, Waypoint]]:
+) -> Iterator[tuple[datetime, int, str, Candle, int, Waypoint]]:
     merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda e: e[:3])
     for moment, kind, _index, product_id, candle, span, point in merged:
         yield moment, kind, product_id, candle, span, point
