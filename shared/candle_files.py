@@ -15,7 +15,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -123,41 +123,51 @@ def _check_columns(path: Path, names: Iterable[str]) -> None:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[str, Mapping[str, object]]]:
+def _csv_rows(path: Path) -> Iterator[tuple[str, Sequence[object]]]:
     with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        _check_columns(path, reader.fieldnames or ())
-        for record in reader:
-            yield f"line {reader.line_num}", record
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        _check_columns(path, header)
+        where = [header.index(name) for name in COLUMNS]
+        width = len(header)
+        for row in reader:
+            if not row:
+                continue  # a blank line, as DictReader skips it
+            if len(row) < width:
+                row += [""] * (width - len(row))  # a short row: its missing fields are empty
+            yield f"line {reader.line_num}", [row[index] for index in where]
 
 
-def _parquet_rows(path: Path) -> Iterator[tuple[str, Mapping[str, object]]]:
+def _parquet_rows(path: Path) -> Iterator[tuple[str, Sequence[object]]]:
     import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]  # no stubs
 
     table = pq.read_table(path)
     _check_columns(path, table.column_names)
-    columns = {name: table.column(name).to_pylist() for name in COLUMNS}
-    for row in range(table.num_rows):
-        yield f"row {row + 1}", {name: columns[name][row] for name in COLUMNS}
+    columns = [table.column(name).to_pylist() for name in COLUMNS]
+    for row, values in enumerate(zip(*columns, strict=True)):
+        yield f"row {row + 1}", values
 
 
-def _parquet_batches(path: Path) -> Iterator[tuple[str, Mapping[str, object]]]:
+def _parquet_batches(path: Path) -> Iterator[tuple[str, Sequence[object]]]:
     import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]  # no stubs
 
     source = pq.ParquetFile(path)
     _check_columns(path, source.schema_arrow.names)
     row = 0
     for batch in source.iter_batches(batch_size=65_536, columns=list(COLUMNS)):
-        columns = {name: batch.column(name).to_pylist() for name in COLUMNS}
-        for index in range(batch.num_rows):
+        columns = [batch.column(name).to_pylist() for name in COLUMNS]
+        for values in zip(*columns, strict=True):
             row += 1
-            yield f"row {row}", {name: columns[name][index] for name in COLUMNS}
+            yield f"row {row}", values
 
 
-def _parse(record: Mapping[str, object], where: str) -> Candle:
+def _parse(values: Sequence[object], where: str) -> Candle:
+    """One row's values, in ``COLUMNS`` order."""
     try:
-        start = _start(record["start"])
-        low, high, open_, close, volume = (_decimal(record[name], name) for name in COLUMNS[1:])
+        start = _start(values[0])
+        low, high, open_, close, volume = (
+            _decimal(value, name) for value, name in zip(values[1:], COLUMNS[1:], strict=True)
+        )
     except ValueError as exc:  # MoneyError is a ValueError too
         raise ValueError(f"{where}: {exc}") from None
     if not 0 < low <= min(open_, close) <= max(open_, close) <= high:

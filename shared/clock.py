@@ -81,9 +81,14 @@ class SimulatedClock:
 
     def __init__(self, start: datetime) -> None:
         self._ns = _to_ns(ensure_utc(start))
+        self._now = (self._ns, _from_ns(self._ns))  # the moment, built once per move
 
     def now(self) -> datetime:
-        return _from_ns(self._ns)
+        ns, moment = self._now
+        if ns != self._ns:
+            moment = _from_ns(self._ns)
+            self._now = (self._ns, moment)
+        return moment
 
     def now_ns(self) -> int:
         return self._ns

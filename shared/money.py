@@ -80,7 +80,15 @@ def quantize(value: Decimal, increment: Decimal, rounding: Rounding) -> Decimal:
         raise MoneyError(f"cannot quantize {value!r}")
     if not increment.is_finite() or increment <= 0:
         raise MoneyError(f"increment must be a positive number, got {increment!r}")
-    increment_exponent = int(increment.as_tuple().exponent)
+    increment_tuple = increment.as_tuple()
+    if increment_tuple.digits == (1,):  # a power of ten: Decimal.quantize is exact
+        try:
+            with decimal.localcontext() as ctx:
+                ctx.prec = max(28, value.adjusted() - int(increment_tuple.exponent) + 2)
+                return value.quantize(increment, rounding=rounding.value)
+        except decimal.InvalidOperation:
+            pass  # too many digits for the context: the general path below
+    increment_exponent = int(increment_tuple.exponent)
     digits = max(value.adjusted(), 0) - min(increment_exponent, 0) + 2
     digits += len(increment.as_tuple().digits) + len(value.as_tuple().digits)
     with decimal.localcontext() as ctx:

@@ -114,7 +114,8 @@ class Backtest:
         )  # fmt: skip
         self.observers = Observers()
         self.exit_reasons: dict[str, str] = {}  # working exit intent id -> why it sells
-        self._marks: dict[str, Waypoint] = {}  # product -> last quote risk saw
+        self._marks: dict[str, tuple[Waypoint, int]] = {}  # product -> last quote risk saw
+        self._changes = 0  # counts risk or execution effects and timer runs
         self._next_timer: datetime | None = None
         self._granularities = _granularities(strategies)
 
@@ -141,6 +142,7 @@ class Backtest:
                 if mid is not None:
                     await self._quote(product_id, Waypoint(self._next_timer, mid))
             await self.execution.on_timer()
+            self._changes += 1
             await self._route_reports()
             self._schedule_timer()
         if moment > self.clock.now():
@@ -163,8 +165,11 @@ class Backtest:
         if not self._risk_watches(product_id):
             self._marks.pop(product_id, None)
             return
-        previous = self._marks.get(product_id)
-        levels = self.risk.exit_levels(product_id)
+        if self._repeats(product_id, point):
+            return
+        seen = self._marks.get(product_id)
+        previous = seen[0] if seen is not None else None
+        levels = self.risk.exit_levels(product_id) if previous != point else None
         if previous is not None and levels is not None:
             for level in levels:
                 crossing = self.market.crossing(product_id, level, previous, point)
@@ -175,9 +180,15 @@ class Backtest:
         await self._risk_tick(product_id, point)
 
     async def _risk_tick(self, product_id: str, point: Waypoint) -> None:
-        self._marks[product_id] = point
         bid, ask = self.market.quote(product_id, point.mid)
         await self._apply(self.risk.on_tick(product_id, bid, ask, self.clock.now()))
+        self._marks[product_id] = (point, self._changes)
+
+    def _repeats(self, product_id: str, point: Waypoint) -> bool:
+        """The very quote risk took last, at the same moment, with nothing decided, filled
+        or timed since: it would mark, watch and trigger exactly as it did then (a candle
+        opening where the last one closed)."""
+        return self._marks.get(product_id) == (point, self._changes)
 
     def _to_venue(self, product_id: str, mid: Decimal) -> None:
         now = self.clock.now()
@@ -228,6 +239,8 @@ class Backtest:
 
     async def _apply(self, effects: Effects) -> None:
         """Risk's effects in the order risk publishes them, then execution's reports."""
+        if not _quiet(effects):
+            self._changes += 1
         for decision in effects.decisions:
             for observer in self.observers.decision:
                 observer(decision)
@@ -245,6 +258,7 @@ class Backtest:
     async def _route_reports(self) -> None:
         while self.reports.pending:
             event: Payload = self.reports.pending.popleft()
+            self._changes += 1
             now = self.clock.now()
             if isinstance(event, OrderFilled):
                 for observer in self.observers.fill:
@@ -255,6 +269,13 @@ class Backtest:
             elif isinstance(event, IntentFinished):
                 self.exit_reasons.pop(event.intent_id, None)  # its fills came before its end
                 await self._apply(self.risk.on_intent_finished(event, now))
+
+
+def _quiet(effects: Effects) -> bool:
+    """Nothing decided, issued, cancelled or changed in the trading state: a tick that only
+    marked and watched equity."""
+    return not (effects.decisions or effects.intents or effects.cancels or effects.audit
+                or effects.finished or effects.jobs or effects.state)  # fmt: skip
 
 
 class _Bucket:

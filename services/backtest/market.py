@@ -61,7 +61,7 @@ class ModelMarket:
         }
         self._tiers = dict(tiers)
         self._candles: dict[str, tuple[Candle, int]] = {}
-        self._books: dict[str, tuple[Decimal, Levels]] = {}
+        self._books: dict[str, tuple[Decimal, Levels, Decimal, Decimal]] = {}  # mid, book, bid, ask
 
     def set_candle(self, product_id: str, candle: Candle, granularity_s: int) -> None:
         self._candles[product_id] = (candle, granularity_s)
@@ -83,9 +83,17 @@ class ModelMarket:
 
     def levels(self, product_id: str, mid: Decimal) -> Levels:
         """The model's book at ``mid``, as the venue takes a snapshot."""
+        return self._book(product_id, mid)[1]
+
+    def quote(self, product_id: str, mid: Decimal) -> tuple[Decimal, Decimal]:
+        """Best bid and ask of the model's book at ``mid``."""
+        _, _, bid, ask = self._book(product_id, mid)
+        return bid, ask
+
+    def _book(self, product_id: str, mid: Decimal) -> tuple[Decimal, Levels, Decimal, Decimal]:
         cached = self._books.get(product_id)
         if cached is not None and cached[0] == mid:
-            return cached[1]
+            return cached
         rules = self.rules[product_id]
         bids, asks = self.cost.book(
             mid, self._tiers[product_id], rules.price_increment, rules.base_increment
@@ -93,15 +101,10 @@ class ModelMarket:
         levels = [(BookSide.BID, level.price, level.size) for level in bids] + [
             (BookSide.OFFER, level.price, level.size) for level in asks
         ]
-        self._books[product_id] = (mid, levels)
-        return levels
-
-    def quote(self, product_id: str, mid: Decimal) -> tuple[Decimal, Decimal]:
-        """Best bid and ask of the model's book at ``mid``."""
-        levels = self.levels(product_id, mid)
-        bid = max((price for side, price, _ in levels if side is BookSide.BID), default=mid)
-        ask = min(price for side, price, _ in levels if side is BookSide.OFFER)
-        return bid, ask
+        bid = max((level.price for level in bids), default=mid)
+        book = (mid, levels, bid, min(level.price for level in asks))
+        self._books[product_id] = book
+        return book
 
     def crossing(
         self, product_id: str, level: Decimal, start: Waypoint, end: Waypoint

@@ -217,14 +217,16 @@ class RiskEngine:
         effects = Effects()
         if self.book.watch.observe(equity, now):
             effects.watch = self.book.watch
-        breach = self.limit_breach()
+        breach = self.limit_breach(equity)
         if breach and self.book.state.entries_allowed:
             effects.merge(self.pause("risk", breach, now))
         return effects
 
-    def limit_breach(self) -> str:
-        """Why entries must stay paused on the loss limits, or "" when they need not."""
-        policy, equity, watch = self.book.policy, self.book.portfolio.equity(), self.book.watch
+    def limit_breach(self, equity: Decimal | None = None) -> str:
+        """Why entries must stay paused on the loss limits, or "" when they need not;
+        ``equity`` is the marked-to-market equity when the caller has just read it."""
+        policy, watch = self.book.policy, self.book.watch
+        equity = self.book.portfolio.equity() if equity is None else equity
         day_loss, drawdown = watch.day_loss_pct(equity), watch.drawdown_pct(equity)
         if day_loss >= policy.daily_loss_limit_pct:
             limit = policy.daily_loss_limit_pct

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services.backtest import engine
 from services.backtest.__main__ import main
 from services.backtest.engine import Backtest, BacktestOptions
 from services.backtest.market import ModelMarket, Waypoint
@@ -146,3 +148,73 @@ def test_a_stop_crossed_inside_a_leg_fires_where_the_bid_reaches_it() -> None:
     bid, _ = market.quote("BTC-USD", crossing.mid)
     assert bid <= D(99_000) < market.quote("BTC-USD", crossing.mid + D(20))[0]
     assert market.crossing("BTC-USD", D(97_000), a, b) is None  # never reached on this leg
+
+
+def test_skipping_a_repeated_quote_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A candle opening where the last one closed repeats the quote risk just took; the
+    backtest skips it. With the skip disabled the run must be identical. One candle in
+    five opens on a gap: that quote is news and must reach risk."""
+    rng = random.Random(3)
+    price, candles = 60_000.0, []
+    for index in range(1_500):  # past a UTC midnight: the daily loss limit resets
+        if rng.random() < 0.2:
+            price = float(f"{price * (1 + rng.gauss(0.0, 0.006)):.2f}")
+        path = [price]
+        for _ in range(3):
+            price *= 1 + rng.gauss(0.0, 0.004)
+            path.append(price)
+        low, high = min(path), max(path)
+        candles.append(Candle(START + 60 * index, D(f"{low:.2f}"), D(f"{high:.2f}"),
+                              D(f"{path[0]:.2f}"), D(f"{price:.2f}"), D(5)))  # fmt: skip
+        price = float(f"{price:.2f}")
+    history = tmp_path / "BTC-USD.csv"
+    write_candles(history, candles)
+    config = load_config(
+        _config(
+            tmp_path,
+            stop_loss_pct=0.5,
+            take_profit_pct=0.8,
+            daily_loss_limit_pct=1.5,
+            max_drawdown_pct=3,
+            new_trade_cooldown_s=0,
+            max_trades_per_hour=60,
+            max_trades_per_day=1_000,
+        )  # fmt: skip
+    )
+
+    def run() -> tuple[list, list, int]:
+        spec = BacktestSpec(
+            config=config, strategy_names=["quick"], data=[("BTC-USD", history)],
+            cost=CostModel.from_config(config.universe, config.policy.execution),
+            options=BacktestOptions(),
+        )  # fmt: skip
+        fills: list[OrderFilled] = []
+        decisions: list[ProposalDecided] = []
+        ticks = [0]
+
+        def watch(backtest: Backtest) -> None:
+            backtest.observers.fill.append(fills.append)
+            backtest.observers.decision.append(decisions.append)
+            on_tick = backtest.risk.on_tick
+
+            def counted(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+                ticks[0] += 1
+                return on_tick(*args, **kwargs)  # type: ignore[arg-type]
+
+            backtest.risk.on_tick = counted  # type: ignore[method-assign]
+
+        asyncio.run(run_backtest(spec, prepare=watch))
+        return fills, decisions, ticks[0]
+
+    fills, decisions, ticks = run()
+    with monkeypatch.context() as patch:
+        patch.setattr(engine.Backtest, "_repeats", lambda self, product_id, point: False)
+        all_fills, all_decisions, all_ticks = run()
+    assert ticks < all_ticks  # the skip happened
+    exits = {f.intent_id.split(":")[0] for f in fills if f.side is Side.SELL}
+    assert {"stop_loss", "take_profit"} <= exits  # both fired, on gaps and inside legs
+    assert len({d.reasons for d in decisions}) > 2  # approvals and refusals of two kinds
+    assert fills == all_fills
+    assert decisions == all_decisions

@@ -63,6 +63,20 @@ def test_quantized_values_are_multiples_within_one_increment(value, increment):
     assert abs(nearest - value) <= increment / 2
 
 
+powers = st.integers(min_value=-10, max_value=3).map(lambda e: Decimal(1).scaleb(e))
+
+
+@given(values, powers, st.sampled_from(list(Rounding)))
+def test_a_power_of_ten_rounds_as_the_general_path_does(value, increment, rounding):
+    # "10" times a tenth of the increment is the same step spelled with two digits, which
+    # takes the general path; both must agree, to the exponent
+    spelled = Decimal(10).scaleb(int(increment.as_tuple().exponent) - 1)
+    fast = quantize(value, increment, rounding)
+    general = quantize(value, spelled, rounding).quantize(increment)
+    assert fast == general
+    assert fast.as_tuple().exponent == increment.as_tuple().exponent
+
+
 @pytest.mark.parametrize("value", [0.1, True, float("nan"), "abc", "NaN", "Infinity", None, []])
 def test_to_decimal_refuses_what_is_not_money(value):
     with pytest.raises(MoneyError):
