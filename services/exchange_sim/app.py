@@ -160,19 +160,23 @@ class MarketDriver:
         self._clock = clock
         self._step_s = step_s
         self._stop = asyncio.Event()
+        self._last_tick = venue.time
         self.steps = 0
 
     async def run(self) -> None:
-        last_tick = self._clock.now()
         while not self._stop.is_set():
-            now = self._clock.now()
-            self._venue.step(now)
-            self._hub.publish(self._venue.take_events(), now)
-            if now - last_tick >= timedelta(seconds=1):
-                self._hub.tick()
-                last_tick = now
-            self.steps += 1
+            self.step()
             await pause_unless_stopped(self._stop, self._step_s)
+
+    def step(self) -> None:
+        """One move: the venue to now (never back), what changed out, heartbeats if due."""
+        now = max(self._clock.now(), self._venue.time)
+        self._venue.step(now)
+        self._hub.publish(self._venue.take_events(), now)
+        if now - self._last_tick >= timedelta(seconds=1):
+            self._hub.tick()
+            self._last_tick = now
+        self.steps += 1
 
     def stop(self) -> None:
         self._stop.set()
@@ -231,4 +235,5 @@ def bootstrap(settings: ExchangeSimSettings, clock: Clock | None = None) -> Fast
 
     app.state.venue = venue
     app.state.hub = hub
+    app.state.driver = driver
     return app

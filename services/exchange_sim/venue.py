@@ -83,6 +83,14 @@ class Venue:
             p: {} for p in products
         }
         self._pending = VenueEvents()
+        self._time: datetime | None = None
+
+    @property
+    def time(self) -> datetime:
+        """How far the markets have been moved: every print up to here has happened."""
+        if self._time is None:
+            raise RuntimeError("the venue has not been stepped yet")
+        return self._time
 
     @property
     def books(self) -> dict[str, L2Book]:
@@ -133,6 +141,7 @@ class Venue:
                 )
             self.account.on_book(product_id, now)
         self.account.expire(now)
+        self._time = now
 
     def take_events(self) -> VenueEvents:
         """What happened since the last call, with book changes diffed per product."""

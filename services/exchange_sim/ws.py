@@ -5,6 +5,11 @@ connection, like Coinbase, or per product (``SIM_SEQUENCE_SCOPE=product``), so c
 can be tested against both readings. A lost message (fault injection) still takes its
 number: the client sees the gap. A connection that sends no subscribe within the
 subscribe timeout is closed, as Coinbase does.
+
+Every message is stamped with the venue's time, how far its markets have been moved, and
+never with a later reading of the clock: the markets move in steps, and a step that runs
+late must not leave a message claiming a moment whose prints have not happened yet (a
+client takes the venue's candles up to a message's stamp as final).
 """
 
 from __future__ import annotations
@@ -105,7 +110,7 @@ class WsHub:
         envelope = {
             "channel": channel,
             "client_id": "",
-            "timestamp": rfc3339(self._clock.now()),
+            "timestamp": rfc3339(self._venue.time),
             "sequence_num": number,
             "events": events,
         }
@@ -156,7 +161,7 @@ class WsHub:
         for subscriber in list(self.subscribers):
             if subscriber.subscriptions.get("heartbeats"):
                 subscriber.heartbeats += 1
-                now = self._clock.now()
+                now = self._venue.time
                 beat = {
                     "current_time": now.strftime("%Y-%m-%d %H:%M:%S.%f +0000 UTC"),
                     "heartbeat_counter": subscriber.heartbeats,
@@ -257,7 +262,7 @@ class WsHub:
         targets = products or (["*"] if channel in ("heartbeats", "user") else [])
         subscriber.subscriptions[channel].update(targets)
         self._confirm(subscriber)
-        now = self._clock.now()
+        now = self._venue.time
         for product_id in products:
             self._snapshot(subscriber, channel, product_id, now)
         if channel == "user":

@@ -2,16 +2,28 @@
 
 Every trade of ``market_trades`` is added to the open bucket of each granularity.
 
-A bucket is *closed* once the feed's progress passes its end plus ``close_delay_s``.
-Progress is the venue's own clock as stamped on the last message received while the
-feed is up (messages arrive in order, so every print of the bucket is in by then,
-however late our process runs), and the local clock while the feed is down.
+A bucket is *closed* (decided) once the feed's progress passes its end plus
+``close_delay_s``. Progress is the venue's own clock as stamped on the last message
+received while the feed is up, and the local clock while the feed is down. It says when
+to stop waiting for a bucket, not that every print of it is in: a connection delivers a
+product's trades in order, but nothing orders them against the other channels or the
+other products' trades (a heartbeat, a book update or another product's trades may be
+stamped past a print still on its way, and Coinbase sends trades in batches).
 
-A closed bucket is *trusted* only if the trade feed was unbroken for the whole bucket.
-A disconnect, a sequence gap or a start-up makes a product's feed "clean" again only
-from the moment it resumed; a bucket that started before that moment is not trusted.
+A closed bucket is *trusted* only if
+
+* the trade feed was unbroken for the whole bucket: a disconnect, a sequence gap or a
+  start-up makes a product's feed "clean" again only from the moment it resumed, and a
+  bucket that started before that moment is not trusted; and
+* a trade of the same product at or after the bucket's end has been received: its
+  prints come in order, so every print of the bucket came before that one. (With
+  sequence numbers counted per product, this is also what shows that no message of the
+  product was lost up to there: a gap shows only when the product's next one arrives.)
+
 The shell publishes a trusted bucket as built and fetches an untrusted one from REST,
-the venue's own candle: a lost trade never makes a wrong candle.
+the venue's own candle: a lost or late trade never makes a wrong candle. A quiet
+product, with no trade after a bucket by the time it closes, gets that bucket from REST.
+A trade of a bucket already decided is counted in ``late_trades`` and dropped.
 
 Buckets are decided in order per (product, granularity) from a cursor, so each is
 published at most once and never out of order, however the feed misbehaves.
@@ -109,12 +121,7 @@ class CandleBuilder:
         products: Sequence[str],
         granularities: Sequence[int],
         close_delay_s: float,
-        *,
-        trust_needs_later_trade: bool = False,
     ) -> None:
-        """``trust_needs_later_trade``: for sequence numbers counted per product, where a
-        lost trades message shows only when that product's next one arrives; a bucket is
-        then trusted only once a trade after its end has been received."""
         if not products or not granularities:
             raise ValueError("a candle builder needs products and granularities")
         if close_delay_s < 0:
@@ -127,8 +134,7 @@ class CandleBuilder:
         self._cursor: dict[Route, int] = {}
         self._clean_from: dict[str, float | None] = dict.fromkeys(products)
         self._recent = {p: _RecentIds(_RECENT_TRADE_IDS) for p in products}
-        self._trust_needs_later_trade = trust_needs_later_trade
-        self._latest_trade: dict[str, float] = {}
+        self._latest_trade: dict[str, float] = {}  # product -> newest trade time received
         self.late_trades = 0
 
     def routes(self) -> list[Route]:
@@ -190,7 +196,8 @@ class CandleBuilder:
         return self._cursor.get(route)
 
     def closed(self, route: Route, progress: datetime) -> list[ClosedBucket]:
-        """Buckets from the cursor whose end plus the close delay is before ``progress``."""
+        """Buckets from the cursor whose end plus the close delay is before ``progress``,
+        each trusted or not as the module docstring says."""
         cursor = self._cursor.get(route)
         if cursor is None:
             raise RuntimeError(f"no start set for {route}; call start_at first")
@@ -203,11 +210,12 @@ class CandleBuilder:
         start = cursor
         while start + granularity <= horizon:
             bucket = buckets.get(start)
-            trusted = clean_from is not None and clean_from <= start
-            if self._trust_needs_later_trade:
-                trusted = (
-                    trusted and latest_trade is not None and latest_trade >= start + granularity
-                )
+            trusted = (
+                clean_from is not None
+                and clean_from <= start
+                and latest_trade is not None
+                and latest_trade >= start + granularity
+            )
             closed.append(ClosedBucket(start, bucket.candle() if bucket else None, trusted))
             start += granularity
         return closed

@@ -130,9 +130,8 @@ class MarketData:
             try:
                 if await self._load_products():
                     builder = CandleBuilder(
-                        self.listed, self.options.granularities, self.options.close_delay_s,
-                        trust_needs_later_trade=self.options.feed.sequence_scope == "product",
-                    )  # fmt: skip
+                        self.listed, self.options.granularities, self.options.close_delay_s
+                    )
                     await self._set_cursors(builder)
                     self.builder = builder
                     return True
@@ -249,7 +248,11 @@ class MarketData:
         self.backfilled = self.backfilled or complete
 
     def _progress(self) -> datetime:
-        """How far the market has provably got: the venue's last stamp while the feed is up."""
+        """When buckets are over: the venue's newest stamp while the feed is up, else our clock.
+
+        Whether a closed bucket's prints are all in is the builder's to say, from the trades
+        themselves: a stamp of another channel or product may run ahead of a trade in flight.
+        """
         feed = self.feed
         if feed is not None and feed.connected and feed.exchange_time is not None:
             return feed.exchange_time

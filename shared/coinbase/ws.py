@@ -104,8 +104,10 @@ class MarketDataFeed:
     after the first), ``book_rebuilds`` (books rebuilt from a snapshot requested after a
     gap), ``ignored_updates`` (level-2 updates for a book awaiting its snapshot),
     ``connected`` and ``last_message_at`` (event-loop monotonic seconds). ``exchange_time``
-    is the newest envelope ``timestamp`` received: the venue's clock as far as this feed
-    has caught up with it (messages arrive in order on one connection).
+    is the newest envelope ``timestamp`` received: the venue's clock as this feed last
+    heard it. Messages arrive in sequence on one connection, but a stamp does not show
+    that every trade before it has arrived: a product's trades are ordered only among
+    themselves.
     """
 
     def __init__(

@@ -4,6 +4,7 @@ on one scaled clock so that minutes of market pass in seconds."""
 from __future__ import annotations
 
 import contextlib
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,13 @@ from shared.coinbase.granularity import Granularity
 from shared.messages import CandleClosed, Envelope, Payload, decode
 from tests.support.venue import CONFIG_DIR, SimHandle, rate_limiter_service, running_sim, serving
 
-__all__ = ["MarketStack", "market_stack", "published_candles", "venue_candles"]
+__all__ = [
+    "MarketStack",
+    "assert_candles_are_the_venues",
+    "market_stack",
+    "published_candles",
+    "venue_candles",
+]
 
 SPEED = 120.0  # one minute of market every half second
 
@@ -102,3 +109,24 @@ async def venue_candles(
                 if start <= candle.start < end:
                     found[candle.start] = candle
     return found
+
+
+async def assert_candles_are_the_venues(sim: SimHandle, redis: Redis, keys: BusKeys) -> int:
+    """Every md.candles entry of BTC-USD and ETH-USD at 60 s and 300 s equals the venue's
+    candle; no bucket of the venue in the published span is missing, doubled or reordered.
+    Returns how many candles were checked."""
+    routes: dict[tuple[str, int], list[CandleClosed]] = defaultdict(list)
+    for _entry, _envelope, candle in await published_candles(redis, keys):
+        routes[(candle.product_id, candle.granularity_s)].append(candle)
+    assert set(routes) == {(p, g) for p in ("BTC-USD", "ETH-USD") for g in (60, 300)}
+    for (product_id, granularity), candles in routes.items():
+        starts = [int(c.start.timestamp()) for c in candles]
+        assert starts == sorted(set(starts)), f"{product_id}/{granularity}: repeated or reordered"
+        venue = await venue_candles(sim, product_id, granularity, starts[0], starts[-1] + 1)
+        assert sorted(venue) == starts, f"{product_id}/{granularity}: a bucket lost or extra"
+        for candle in candles:
+            want = venue[int(candle.start.timestamp())]
+            assert (candle.open, candle.high, candle.low, candle.close, candle.volume) == (
+                want.open, want.high, want.low, want.close, want.volume
+            ), f"{product_id}/{granularity} {candle.start}"  # fmt: skip
+    return sum(len(c) for c in routes.values())

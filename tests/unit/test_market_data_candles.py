@@ -46,6 +46,11 @@ def builder(*, clean: bool = True) -> CandleBuilder:
     return candles
 
 
+def moved_on(candles: CandleBuilder, seconds: float = 3600) -> None:
+    """A trade of each product after every bucket a test closes: both markets moved on."""
+    candles.on_trades([trade("later", seconds, "100"), trade("later", seconds, "100", product=ETH)])
+
+
 def candle(offset: int, low: str, high: str, open_: str, close: str, volume: str) -> Candle:
     return Candle(
         START + offset, Decimal(low), Decimal(high), Decimal(open_), Decimal(close), Decimal(volume)
@@ -83,6 +88,7 @@ def test_trades_aggregate_into_ohlcv_of_every_granularity_whatever_their_arrival
             trade("11", 20, "104", "1"),
             trade("102", 119, "96", "0.7"),
             trade("101", 70, "105", "0.3"),
+            trade("103", 300, "99"),  # the next five minutes' first: the first are all in
         ]
     )
     progress = at(300 + DELAY)
@@ -149,6 +155,7 @@ def test_nothing_is_trusted_before_the_feed_resumed():
 def test_after_resuming_only_buckets_starting_at_or_after_that_moment_are_trusted():
     candles = builder(clean=False)
     candles.resumed([BTC], at(90))
+    moved_on(candles)
     trust = [b.trusted for b in candles.closed(M1, at(180 + DELAY))]
     assert trust == [False, False, True]  # the bucket holding 90 began before it
     candles.resumed([BTC], at(60))
@@ -159,6 +166,7 @@ def test_after_resuming_only_buckets_starting_at_or_after_that_moment_are_truste
 
 def test_a_disruption_distrusts_later_closing_buckets_until_resumed():
     candles = builder()
+    moved_on(candles)
     assert candles.closed(M1, at(60 + DELAY))[0].trusted
     candles.advance(M1, START)
     candles.disrupted([BTC])
@@ -174,6 +182,7 @@ def test_a_break_inside_a_bucket_distrusts_that_bucket_only():
     candles.disrupted([BTC])
     candles.resumed([BTC], at(75))
     candles.on_trades([trade("3", 130, "101")])
+    moved_on(candles)
     closed = candles.closed(M1, at(180 + DELAY))
     assert [b.trusted for b in closed] == [False, False, True]
     assert closed[1].candle is not None  # built, but the shell must fetch it instead
@@ -181,6 +190,7 @@ def test_a_break_inside_a_bucket_distrusts_that_bucket_only():
 
 def test_products_are_trusted_independently():
     candles = builder()
+    moved_on(candles)
     candles.disrupted([BTC])
     assert not candles.closed(M1, at(60 + DELAY))[0].trusted
     assert candles.closed((ETH, 60), at(60 + DELAY))[0].trusted
@@ -300,6 +310,7 @@ def test_trusted_candles_equal_an_aggregation_from_scratch(
     candles = builder()
     candles.on_trades(trades)
     candles.on_trades(repeated)
+    moved_on(candles, 900)  # in the first bucket not closed here
     for granularity in (60, 300):
         closed = candles.closed((BTC, granularity), at(900 + DELAY))
         assert [b.start for b in closed] == list(range(START, START + 900, granularity))
@@ -309,13 +320,32 @@ def test_trusted_candles_equal_an_aggregation_from_scratch(
     assert candles.late_trades == 0
 
 
-def test_with_per_product_numbering_a_bucket_is_trusted_only_after_a_later_trade():
-    # A lost message shows only when the product's next one arrives; until a trade after
-    # the bucket has been received, the bucket may be missing trades unseen.
-    candles = CandleBuilder([BTC], [60], close_delay_s=DELAY, trust_needs_later_trade=True)
-    candles.start_at(M1, START)
-    candles.resumed([BTC], at(-1000))
+def test_a_bucket_is_trusted_only_once_a_later_trade_of_its_own_product_is_in():
+    # Progress is the newest stamp of any message. Another product's trades (or a
+    # heartbeat, or a book update) may be stamped past a print of this product still on
+    # its way; only this product's own trades come in order with it.
+    candles = builder()
     candles.on_trades([trade("1", 10, "100")])
-    assert [b.trusted for b in candles.closed(M1, at(60 + DELAY))] == [False]
-    candles.on_trades([trade("2", 61, "101")])
-    assert [b.trusted for b in candles.closed(M1, at(120 + DELAY))] == [True, False]
+    candles.on_trades([trade("1", 70, "2000", product=ETH)])  # ETH's message: progress 75
+    [bucket] = candles.closed(M1, at(60 + DELAY))
+    assert not bucket.trusted  # fetched from the venue, not published short of a print
+    assert bucket.candle == candle(0, "100", "100", "100", "100", "1")
+    assert candles.closed((ETH, 60), at(60 + DELAY))[0].trusted  # ETH's own trade is later
+    # The print in flight arrives; once a BTC trade after the bucket is in, it is whole.
+    candles.on_trades([trade("2", 50, "101", "0.5")])
+    assert not candles.closed(M1, at(60 + DELAY))[0].trusted
+    candles.on_trades([trade("3", 60, "102")])
+    assert candles.closed(M1, at(60 + DELAY)) == [
+        ClosedBucket(START, candle(0, "100", "101", "100", "101", "1.5"), trusted=True)
+    ]
+    assert candles.late_trades == 0
+
+
+def test_a_quiet_products_buckets_are_not_trusted_even_when_empty():
+    # No trade of it since: its prints of the bucket, if any, may all still be on the way.
+    candles = builder()
+    candles.on_trades([trade("1", 10, "100", product=ETH), trade("2", 130, "100", product=ETH)])
+    assert [b.trusted for b in candles.closed((ETH, 60), at(180 + DELAY))] == [True, True, False]
+    assert [b.trusted for b in candles.closed(M1, at(180 + DELAY))] == [False, False, False]
+    candles.on_trades([trade("1", 200, "100")])
+    assert [b.trusted for b in candles.closed(M1, at(180 + DELAY))] == [True, True, True]
