@@ -38,6 +38,7 @@ from shared.coinbase import (
 )
 from shared.config import AppConfig, load_config
 from shared.db import make_engine
+from shared.db.calibrations import latest_cost_model
 from shared.logging import get_logger
 from shared.matching.types import FeeRates, Fill
 from shared.messages import (
@@ -276,14 +277,14 @@ def bootstrap(
         )  # fmt: skip
         return StreamConsumer(redis, consumer_settings, handler, keys=keys)
 
-    before_restore: Hook | None = None
-    if isinstance(venue, PaperVenue):
-        paper = venue
+    paper = venue if isinstance(venue, PaperVenue) else None
 
-        async def restore_balances() -> None:
+    async def before_restore() -> None:
+        # modeled slippage: the latest calibration for this mode where there is one
+        service.set_costs(await latest_cost_model(database, config, settings.trading_mode))
+        if paper is not None:
             paper.restore_fills(_as_fills(await store.venue_fills()))
 
-        before_restore = restore_balances
     market = {"start_id": "$", "handled_ttl_s": None, "batch_size": 256}
     workers: list[Worker] = [
         ExecutionLoop(

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from services.execution.store import Progress, StoredIntent
 from shared.bus import BusKeys
+from shared.bus.metrics import PUBLISHED
 from shared.bus.publisher import ENVELOPE_FIELD
 from shared.clock import Clock
 from shared.messages import (
@@ -79,6 +80,8 @@ class RedisReports:
                 pipe.xadd(self._keys.stream(event.STREAM), {ENVELOPE_FIELD: encode(envelope)},
                           maxlen=self._maxlen, approximate=True)  # fmt: skip
             await pipe.execute()
+        for event in events:
+            PUBLISHED.labels(event.STREAM).inc()
 
 
 def message_id(event: Payload) -> str:

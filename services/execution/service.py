@@ -44,6 +44,7 @@ from shared.messages import (
     CancelOrders,
     IntentFinished,
     IntentKind,
+    Liquidity,
     LiquidityPreference,
     OrderFilled,
     OrderStatus,
@@ -55,6 +56,7 @@ from shared.messages import (
 )
 from shared.money import Side
 from shared.products import ProductInfo
+from shared.slippage import CostModel
 
 __all__ = ["ExecutionService", "entry_refusal"]
 
@@ -64,11 +66,27 @@ FINISHED = Counter("execution_intents_finished_total", "Intents finished.", ["st
 ORDERS_SENT = Counter("execution_orders_sent_total", "Orders sent to the venue.", ["role"])
 FILLS = Counter("execution_fills_total", "Fills recorded.", ["liquidity"])
 OPEN_INTENTS = Gauge("execution_open_intents", "Intents not yet finished.")
+SLIPPAGE_BUCKETS = (-100, -50, -20, -10, -5, 0, 5, 10, 20, 50, 100, 200, 500)
 SLIPPAGE = Histogram(
     "execution_slippage_bps",
     "Fill price against the arrival mid, in bps; positive is worse for us.",
     ["tier", "liquidity"],
-    buckets=(-100, -50, -20, -10, -5, 0, 5, 10, 20, 50, 100, 200, 500),
+    buckets=SLIPPAGE_BUCKETS,
+)
+# The model never gives back: its buckets are the observed ones from zero up, so medians
+# of the two compare bucket for bucket (and, with no bucket below zero, it has a _sum).
+MODELED_SLIPPAGE = Histogram(
+    "execution_modeled_slippage_bps",
+    "What the cost model expects each taker fill to pay against the mid, in bps.",
+    ["tier"],
+    buckets=tuple(bound for bound in SLIPPAGE_BUCKETS if bound >= 0),
+)
+ORDER_LATENCY = Histogram(
+    "execution_order_latency_seconds",
+    "From the market-data event that started the chain (origin_ts) to the intent's first "
+    "order going to the venue.",
+    ["kind"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 RETAINED_FINISHED = 2000  # finished intents kept in memory, for fills that arrive late
 
@@ -92,8 +110,10 @@ class ExecutionService:
     def __init__(
         self, *, config: AppConfig, venue: Venue, store: IntentStore, reports: ReportSink,
         clock: Clock, mode: TradingMode, products: dict[str, ProductInfo],
-        quote_max_age_s: float = 10.0,
+        quote_max_age_s: float = 10.0, costs: CostModel | None = None,
     ) -> None:  # fmt: skip
+        """``costs``: the model each taker fill's slippage is set against (config's tiers
+        unless given)."""
         self.config = config
         self.venue = venue
         self.products = products
@@ -111,7 +131,18 @@ class ExecutionService:
         self._quotes: dict[str, tuple[Decimal, Decimal, datetime]] = {}
         self._inbox: list[VenueReport] = []
         self._tiers = {p.product_id: str(int(p.tier)) for p in config.universe.products}
+        self._costs = costs or CostModel.from_config(config.universe, config.policy.execution)
+        self._modeled_tiers = {str(tier) for tier in self._costs.tiers}
         self.restored = asyncio.Event()
+
+    @property
+    def costs(self) -> CostModel:
+        return self._costs
+
+    def set_costs(self, costs: CostModel) -> None:
+        """The model each taker fill's modeled slippage comes from (the latest calibration)."""
+        self._costs = costs
+        self._modeled_tiers = {str(tier) for tier in costs.tiers}
 
     def set_products(self, products: dict[str, ProductInfo]) -> None:
         """The venue's latest word on each product (market-data's catalog)."""
@@ -310,6 +341,8 @@ class ExecutionService:
             for command in step.commands:
                 if isinstance(command, OrderRequest):
                     ORDERS_SENT.labels("MAKER" if command.post_only else "TAKER").inc()
+                    if command.client_order_id == client_order_id(intent.intent_id, 0):
+                        self._observe_latency(intent.intent_id, intent.kind)
                 reports += await self.venue.send(command, self._clock.now())
             mine = [r for r in reports if self._intent_of(r.client_order_id) == intent.intent_id]
             self._inbox += [r for r in reports
@@ -357,6 +390,14 @@ class ExecutionService:
             SLIPPAGE.labels(tier, fill.liquidity.value).observe(
                 float(worse / fill.arrival_mid * 10_000)
             )
+            if fill.liquidity is Liquidity.TAKER and tier in self._modeled_tiers:
+                modeled = self._costs.slippage_bps(int(tier), fill.size * fill.arrival_mid)
+                MODELED_SLIPPAGE.labels(tier).observe(float(modeled))
+
+    def _observe_latency(self, intent_id: str, kind: IntentKind) -> None:
+        """Market data to order: origin_ts is another host's clock, so never below zero."""
+        elapsed_ns = self._clock.now_ns() - self._origin[intent_id]
+        ORDER_LATENCY.labels(kind.value).observe(max(0, elapsed_ns) / 1_000_000_000)
 
     async def _publish(self, origin_ts: int, events: Sequence[Payload]) -> None:
         if events:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from shared.ratelimit import RedisLimiter, UnknownChannel
 from shared.service import create_app, redis_ready
 from shared.settings import ServiceSettings
 
-__all__ = ["RateLimiterSettings", "bootstrap"]
+__all__ = ["RateLimiterSettings", "bootstrap", "expose_channels"]
 
 _log = get_logger("rate_limiter")
 GRANTED = Counter("ratelimit_tokens_granted_total", "Tokens granted.", ["channel"])
@@ -37,6 +37,15 @@ UTILIZATION = Gauge(
 )
 REPORTED_429 = Counter("ratelimit_429_reported_total", "429s callers reported.", ["channel"])
 REDIS_ERRORS = Counter("ratelimit_redis_errors_total", "Decisions that failed on Redis.")
+
+
+def expose_channels(channels: Iterable[str]) -> None:
+    """Every channel's series from the start, at zero: ``increase()`` over a counter only
+    sees what happens after its first scrape, so the first 429 would otherwise go unseen."""
+    for channel in channels:
+        for counter in (GRANTED, REFUSED, REPORTED_429):
+            counter.labels(channel)
+        WAIT.labels(channel)
 
 
 class RateLimiterSettings(ServiceSettings):
@@ -189,6 +198,7 @@ def bootstrap(settings: RateLimiterSettings, redis: Redis | None = None) -> Fast
     config = load_config(settings.config_dir)
     redis = redis or create_redis(settings.redis_url)
     limiter = RedisLimiter(redis, config.ratelimits, prefix=settings.bus_prefix)
+    expose_channels(limiter.channels)
 
     async def close() -> None:
         await redis.aclose()

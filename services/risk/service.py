@@ -28,11 +28,12 @@ from redis.asyncio import Redis
 from services.risk.engine import FLATTEN_CANCELS, Effects, RiskEngine, stamp
 from services.risk.flatten import FlattenJob
 from services.risk.ledger import DAY, HOUR
-from services.risk.policy import ProductRules, exposure, open_trades, theme_exposure
+from services.risk.policy import Book, ProductRules, exposure, open_trades, theme_exposure
 from services.risk.portfolio import AppliedFill
 from services.risk.state import TradingState
 from services.risk.store import RiskStore
 from shared.bus import BusKeys, Delivery
+from shared.bus.metrics import PUBLISHED
 from shared.bus.publisher import ENVELOPE_FIELD
 from shared.clock import Clock
 from shared.config import AppConfig
@@ -53,7 +54,7 @@ from shared.messages import (
 )
 from shared.products import ProductCatalog
 
-__all__ = ["RiskService", "product_rules"]
+__all__ = ["RiskService", "export_gauges", "product_rules"]
 
 _log = get_logger("risk")
 DECISIONS = Counter("risk_decisions_total", "Proposals decided.", ["action", "outcome"])
@@ -64,6 +65,18 @@ EQUITY = Gauge("risk_equity_usd", "Marked-to-market equity.")
 DRAWDOWN = Gauge("risk_drawdown_pct", "Equity below its high-water mark, %.")
 DAY_PNL = Gauge("risk_pnl_today_usd", "Equity change since today's (UTC) opening equity.")
 EXPOSURE = Gauge("risk_exposure_pct", "Exposure as % of equity (held + reserved).", ["product"])
+THEME_EXPOSURE = Gauge(
+    "risk_theme_exposure_pct", "Exposure as % of equity, summed over a theme's products.",
+    ["theme"],
+)  # fmt: skip
+REALIZED_PNL = Gauge("risk_realized_pnl_usd", "PnL of closed position parts, before fees.")
+UNREALIZED_PNL = Gauge("risk_unrealized_pnl_usd", "PnL of open positions at their marks.")
+FEES = Gauge("risk_fees_usd", "Fees paid on every fill so far.")
+TRADING_STATES = ("RUNNING", "PAUSED", "FLATTENING")
+TRADING_STATE = Gauge(
+    "risk_trading_state", "1 for the current trading state (RUNNING, PAUSED, FLATTENING).",
+    ["state"],
+)  # fmt: skip
 RECOVERIES = Counter("risk_recoveries_total", "Rebuilds of risk's state from Postgres.")
 
 
@@ -198,6 +211,8 @@ class RiskService:
                           maxlen=self._maxlen, approximate=True)  # fmt: skip
             pipe.set(self.state_key, json.dumps(self.engine.book.state.to_json()))
             await pipe.execute()
+        for stream, _payload, _message_id in entries:
+            PUBLISHED.labels(stream).inc()
         self._count(effects)
 
     def _count(self, effects: Effects) -> None:
@@ -216,15 +231,7 @@ class RiskService:
                          reason=change.reason)  # fmt: skip
 
     def _export_gauges(self) -> None:
-        book = self.engine.book
-        equity = book.portfolio.equity()
-        ENTRIES_ALLOWED.set(1 if book.state.entries_allowed else 0)
-        EQUITY.set(float(equity))
-        DRAWDOWN.set(float(book.watch.drawdown_pct(equity)))
-        DAY_PNL.set(float(book.watch.day_pnl(equity)))
-        for product in book.rules:
-            share = exposure(book, product) * 100 / equity if equity > 0 else Decimal(0)
-            EXPOSURE.labels(product).set(float(share))
+        export_gauges(self.engine.book)
 
     # --- stream handlers ---------------------------------------------------------------
 
@@ -374,6 +381,27 @@ class RiskService:
         return rows
 
 
+def export_gauges(book: Book) -> None:
+    """Set the gauges Prometheus reads from ``book``: state, equity, PnL, exposures."""
+    equity = book.portfolio.equity()
+    ENTRIES_ALLOWED.set(1 if book.state.entries_allowed else 0)
+    for name in TRADING_STATES:
+        TRADING_STATE.labels(name).set(1 if book.state.name == name else 0)
+    EQUITY.set(float(equity))
+    DRAWDOWN.set(float(book.watch.drawdown_pct(equity)))
+    DAY_PNL.set(float(book.watch.day_pnl(equity)))
+    REALIZED_PNL.set(float(book.portfolio.realized_pnl()))
+    UNREALIZED_PNL.set(float(book.portfolio.unrealized_pnl()))
+    FEES.set(float(book.portfolio.fees()))
+    for product in book.rules:
+        EXPOSURE.labels(product).set(float(_pct(exposure(book, product), equity)))
+    for theme in sorted({rules.theme for rules in book.rules.values() if rules.theme}):
+        THEME_EXPOSURE.labels(theme).set(float(_pct(theme_exposure(book, theme), equity)))
+
+
+def _pct(value: Decimal, equity: Decimal) -> Decimal:
+    return value * 100 / equity if equity > 0 else Decimal(0)
+
+
 def _share(value: Decimal, equity: Decimal) -> dict[str, str]:
-    pct = value * 100 / equity if equity > 0 else Decimal(0)
-    return {"usd": str(value), "pct_of_equity": str(round(pct, 4))}
+    return {"usd": str(value), "pct_of_equity": str(round(_pct(value, equity), 4))}

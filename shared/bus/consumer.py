@@ -106,6 +106,7 @@ class StreamConsumer:
         self._errors_key = keys.errors(settings.stream, settings.group)
         self._labels = (settings.stream, settings.group)
         # Label lookups once, not per message: they sit on the hot path.
+        metrics.FAILED.labels(*self._labels)  # at zero from the start, so a rate exists
         self._handled = metrics.HANDLED.labels(*self._labels)
         self._duplicates = metrics.DUPLICATES.labels(*self._labels)
         self._handle_seconds = metrics.HANDLE_SECONDS.labels(*self._labels)

@@ -13,9 +13,10 @@ from shared.logging import get_logger, redact_text
 if TYPE_CHECKING:
     from shared.bus.consumer import ConsumerSettings
 
-__all__ = ["DeadLetters"]
+__all__ = ["REASONS", "DeadLetters"]
 
 _log = get_logger("shared.bus")
+REASONS = ("malformed", "handler_failed", "max_deliveries", "trimmed")
 
 
 class DeadLetters:
@@ -28,6 +29,10 @@ class DeadLetters:
         self._dead_letter_key = keys.dead_letter(settings.stream)
         self._errors_key = keys.errors(settings.stream, settings.group)
         self._labels = (settings.stream, settings.group)
+        # Each reason's series from the start, at zero, so the first dead letter shows as
+        # growth to ``increase()`` instead of a series that merely appears.
+        for reason in REASONS:
+            metrics.DEAD_LETTERED.labels(*self._labels, reason)
 
     async def move(
         self, entry_id: str, fields: dict[bytes, bytes], reason: str, error: str, attempt: int

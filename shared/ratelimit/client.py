@@ -76,6 +76,8 @@ class RateLimitClient:
                 ("websocket", config.websocket),
             )
         }  # fmt: skip
+        for channel in self._local:  # each series from the start, at zero (see the bus)
+            FALLBACK_DECISIONS.labels(channel)
         self._probe_interval_s = probe_interval_s
         self._fallback_since: float | None = None
         self._probing = False

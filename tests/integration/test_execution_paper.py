@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from shared.bus import Publisher
 from shared.clock import SimulatedClock
-from shared.db import ExecutionIntent, upgrade
+from shared.db import ExecutionIntent, SlippageCalibration, upgrade
 from shared.messages import (
     CancelOrders,
     IntentFinished,
@@ -262,3 +262,24 @@ async def test_a_finish_a_crash_did_not_report_is_reported_after_the_restart(sta
     assert finished.status is OrderStatus.FILLED
     assert [e.id for e in reports] == [f"exec:fill:{fills[0].data.trade_id}",
                                        "exec:finished:entry:8"]  # fmt: skip
+
+
+async def test_modeled_slippage_comes_from_the_latest_calibration_of_the_mode(stack):
+    rows = [  # tier 1: an old and a newer PAPER fit, and a LIVE fit that must not count
+        (TradingMode.PAPER, "4.0", START - timedelta(days=2)),
+        (TradingMode.PAPER, "3.5", START - timedelta(days=1)),
+        (TradingMode.LIVE, "9.0", START),
+    ]
+    async with stack["db"].begin() as connection:
+        for mode, base, created in rows:
+            await connection.execute(insert(SlippageCalibration).values(
+                tier=1, product_id=None, base_slippage_bps=Decimal(base),
+                impact_coefficient=Decimal(2), typical_notional_usd=Decimal(50_000),
+                sample_size=100, window_start=created - timedelta(days=7), window_end=created,
+                fit_error_bps=None, config_error_bps=None, mode=mode.value, created_at=created,
+            ))  # fmt: skip
+    async with _service(stack) as handle:
+        await _ready(handle)
+        tier_1 = handle.service.costs.tier(1)
+        assert (tier_1.base_slippage_bps, tier_1.impact_coefficient_bps) == (Decimal("3.5"), 2)
+        assert handle.service.costs.tier(2).base_slippage_bps == 25  # never fitted: config
