@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from shared.clock import ensure_utc
+from shared.history_files import file_kind, write_atomically
 from shared.money import to_decimal
 
 __all__ = ["COLUMNS", "Candle", "candle_path", "iter_candles", "load_candles", "write_candles"]
@@ -95,25 +94,13 @@ def write_candles(path: Path, candles: Iterable[Candle]) -> int:
     for before, after in zip(ordered, ordered[1:], strict=False):
         if before.start == after.start:
             raise ValueError(f"duplicate candle start {after.start}")
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(descriptor)
-    try:
-        if kind == "csv":
-            _write_csv(Path(temporary), ordered)
-        else:
-            _write_parquet(Path(temporary), ordered)
-        os.replace(temporary, path)  # readers see the old file or the new one, never half
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    writer = _write_csv if kind == "csv" else _write_parquet
+    write_atomically(path, lambda temporary: writer(temporary, ordered))
     return len(ordered)
 
 
 def _kind(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise ValueError(f"{path}: candle files are .csv or .parquet, not {suffix or 'none'}")
-    return suffix[1:]
+    return file_kind(path, "candle")
 
 
 def _check_columns(path: Path, names: Iterable[str]) -> None:

@@ -3,8 +3,8 @@
 Example::
 
     python -m services.backtest --strategy majors_trend \\
-        --data data/BTC-USD.csv data/ETH-USD.parquet --from 2026-01-01T00:00:00+00:00 \\
-        --slippage model --out backtest-output
+        --data data/BTC-USD.csv --trades ETH-USD=data/trades/ETH-USD.parquet \\
+        --from 2026-01-01T00:00:00+00:00 --slippage model --out backtest-output
 
 Exit status 0 on a finished run, 2 on bad arguments, data or config (the message says
 which).
@@ -50,9 +50,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--data",
         nargs="+",
-        required=True,
+        default=[],
         metavar="FILE",
         help="candle files (.csv, .parquet) named PRODUCT.csv, or PRODUCT=FILE",
+    )
+    parser.add_argument(
+        "--trades",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="trade files (time,price,size[,side,trade_id]; .csv, .parquet), named as --data;"
+        " a product is given by --data or by --trades",
     )
     parser.add_argument(
         "--from",
@@ -88,7 +96,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default: when stderr is a terminal)")  # fmt: skip
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.data and not args.trades:
+        parser.error("one of the arguments --data --trades is required")
+    return args
 
 
 def _utc(text: str) -> datetime:
@@ -129,7 +140,7 @@ async def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config_dir)
     spec = BacktestSpec(
         config=config, strategy_names=args.strategy, data=_data(args.data),
-        cost=_cost(args, args.config_dir), end=args.end,
+        trades=_data(args.trades), cost=_cost(args, args.config_dir), end=args.end,
         options=BacktestOptions(capital=args.capital, trade_from=args.start,
                                 latency=timedelta(milliseconds=args.latency_ms)),
     )  # fmt: skip
@@ -143,7 +154,7 @@ async def _run(args: argparse.Namespace) -> int:
         summary = dataclasses.replace(
             summary, no_cost_return_pct=(await run_backtest(free)).summary.total_return_pct
         )
-    title = f"{', '.join(args.strategy)} on {', '.join(p for p, _ in spec.data)}"
+    title = f"{', '.join(args.strategy)} on {', '.join(spec.products)}"
     outputs = write_charts(
         args.out, summary, args.out / "equity.csv", args.out / "trades.csv", title=title
     )

@@ -1,8 +1,10 @@
 """The backtest: the services' own cores driven over history with a simulated clock.
 
 Per product, each candle becomes market events in time order (its path's waypoints,
-then its close); all products' events merge by time. The cores are the ones the
-services run:
+then its close); a product given by its trade prints instead has each print as a quote
+and the candles market-data would build from them (its :class:`CandleBuilder`) closing
+at their ends. All products' events merge by time. The cores are the ones the services
+run:
 
 - signal's :class:`SignalEngine` with the configured strategies, fed closed candles
   (aggregated to each strategy's granularity) and turned into proposals by
@@ -30,6 +32,7 @@ from services.backtest.market import ModelMarket, Waypoint, candle_time, waypoin
 from services.backtest.memory import MemoryReports, MemoryStore
 from services.execution.paper import PaperVenue
 from services.execution.service import ExecutionService
+from services.market_data.candles import CandleBuilder, Route, bucket_start
 from services.risk.engine import Effects, RiskEngine
 from services.risk.portfolio import AppliedFill
 from services.risk.service import product_rules
@@ -38,6 +41,7 @@ from services.signal.proposals import to_proposal
 from services.signal.strategies.base import Strategy
 from shared.candle_files import Candle
 from shared.clock import SimulatedClock
+from shared.coinbase.ws_messages import Trade
 from shared.config.models import AppConfig
 from shared.matching.types import FeeRates
 from shared.messages import (
@@ -49,12 +53,15 @@ from shared.messages import (
     TradeProposed,
     TradingMode,
 )
+from shared.money import Side
 from shared.products import ProductInfo
 from shared.slippage import CostModel
+from shared.trade_files import TradePrint
 
-__all__ = ["Backtest", "BacktestOptions", "ProductHistory"]
+__all__ = ["Backtest", "BacktestOptions", "ProductHistory", "ProductTrades"]
 
 _QUOTE, _CLOSE = 0, 1  # at one moment: every quote first, then the candles that closed
+_BUILT_ALONE_S = 60  # the candles of a traded product no strategy reads: market-data's finest
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,14 @@ class ProductHistory:
     product_id: str
     granularity_s: int
     candles: Iterable[Candle]
+
+
+@dataclass
+class ProductTrades:
+    """One product's trade prints, ascending by time; its candles are built from them."""
+
+    product_id: str
+    prints: Iterable[TradePrint]
 
 
 @dataclass
@@ -110,7 +125,7 @@ class Backtest:
         self.execution = ExecutionService(
             config=config, venue=self.venue, store=MemoryStore(), reports=self.reports,
             clock=self.clock, mode=TradingMode.BACKTEST, products=dict(products),
-            quote_max_age_s=86_400.0,
+            quote_max_age_s=86_400.0, costs=cost,
         )  # fmt: skip
         self.observers = Observers()
         self.exit_reasons: dict[str, str] = {}  # working exit intent id -> why it sells
@@ -118,20 +133,40 @@ class Backtest:
         self._changes = 0  # counts risk or execution effects and timer runs
         self._next_timer: datetime | None = None
         self._granularities = _granularities(strategies)
+        self._built: dict[str, int] = {}  # product given by prints -> its candles' granularity
 
     # --- the run ----------------------------------------------------------------------
 
-    async def run(self, histories: Sequence[ProductHistory]) -> None:
-        """Every product's history, merged by time."""
-        streams = [_events(index, history) for index, history in enumerate(histories)]
+    async def run(self, histories: Sequence[ProductHistory | ProductTrades]) -> None:
+        """Every product's history, candles or prints, merged by time."""
+        streams = []
+        for index, history in enumerate(histories):
+            if isinstance(history, ProductTrades):
+                built = self._built_granularities(history.product_id)
+                self._built[history.product_id] = built[0]
+                streams.append(_print_events(index, history, built))
+            else:
+                streams.append(_events(index, history))
         for moment, kind, product_id, candle, granularity_s, point in _merged(streams):
-            await self._advance_to(moment)
             if kind == _QUOTE:
-                if point.time == candle_time(candle.start):
+                await self._crossings(product_id, point)  # before the clock reaches the point
+                await self._advance_to(moment)
+                if candle is None:  # a print
+                    self.market.set_print(product_id, point.mid)
+                elif point.time == candle_time(candle.start):
                     self.market.set_candle(product_id, candle, granularity_s)
                 await self._quote(product_id, point)
             else:
-                await self._close(product_id, candle, granularity_s)
+                await self._advance_to(moment)
+                if candle is not None:
+                    await self._close(product_id, candle, granularity_s)
+
+    def _built_granularities(self, product_id: str) -> list[int]:
+        """The candles to build from a product's prints: the finest first (the one the
+        equity is sampled on, as a candle file's own), then each other strategy's."""
+        wanted = list(self._granularities.get(product_id, {}))
+        finest = min(wanted, default=_BUILT_ALONE_S)
+        return [finest, *(granularity for granularity in wanted if granularity != finest)]
 
     async def _advance_to(self, moment: datetime) -> None:
         """Run execution's timer loop up to ``moment`` while any intent is open."""
@@ -156,27 +191,35 @@ class Backtest:
 
     # --- market -----------------------------------------------------------------------
 
+    async def _crossings(self, product_id: str, point: Waypoint) -> None:
+        """A stop or take-profit the path crosses on its way to ``point`` fires where it is
+        crossed, at that moment: the clock, the venue's book and risk's tick are there.
+        Prints jump from one price to the next, so one crossed between two fires at the
+        second (in ``_quote``)."""
+        seen = self._marks.get(product_id)
+        if seen is None or seen[0] == point or product_id in self._built:
+            return
+        if not self._risk_watches(product_id):
+            return
+        levels = self.risk.exit_levels(product_id)
+        for level in levels or ():
+            crossing = self.market.crossing(product_id, level, seen[0], point)
+            if crossing is not None and crossing.time < point.time:
+                await self._advance_to(crossing.time)  # timers first: they may change levels
+                if self.risk.exit_levels(product_id) == levels:
+                    await self._risk_tick(product_id, crossing)
+                return
+
     async def _quote(self, product_id: str, point: Waypoint) -> None:
         """A new mid: to the venue and execution while they work the product, to risk
-        while it holds or trades it (a stop or take-profit crossed on the way fires there)."""
-        trading = self._executing(product_id)
-        if trading:
+        while it holds or trades it."""
+        if self._executing(product_id):
             self._to_venue(product_id, point.mid)
         if not self._risk_watches(product_id):
             self._marks.pop(product_id, None)
             return
         if self._repeats(product_id, point):
             return
-        seen = self._marks.get(product_id)
-        previous = seen[0] if seen is not None else None
-        levels = self.risk.exit_levels(product_id) if previous != point else None
-        if previous is not None and levels is not None:
-            for level in levels:
-                crossing = self.market.crossing(product_id, level, previous, point)
-                if crossing is not None and crossing.time < point.time:
-                    await self._advance_to(crossing.time)
-                    await self._risk_tick(product_id, crossing)
-                    break
         await self._risk_tick(product_id, point)
 
     async def _risk_tick(self, product_id: str, point: Waypoint) -> None:
@@ -206,24 +249,34 @@ class Backtest:
     # --- candles and proposals --------------------------------------------------------
 
     async def _close(self, product_id: str, candle: Candle, granularity_s: int) -> None:
-        for watch_candle in self.observers.candle:
-            watch_candle(product_id, candle)
-        for granularity, closed in self._aggregate(product_id, candle, granularity_s):
-            end = candle_time(closed.start + granularity)
-            acting = self.options.trade_from is None or end >= self.options.trade_from
-            for signal in self.signal.on_candle(product_id, granularity, closed):
-                if not acting:
-                    continue  # history: strategies learn, nothing is proposed (as in signal)
-                now = self.clock.now()
-                mid = self.market.mid_at(product_id, now) or signal.reference_price
-                proposal = to_proposal(signal, mid, now)
-                for watch_proposal in self.observers.proposal:
-                    watch_proposal(proposal)
-                effects = self.risk.on_proposal(proposal, now)
-                issued = {issued.order.intent_id for issued in effects.intents}
-                if signal.action is ProposalAction.EXIT and proposal.proposal_id in issued:
-                    self.exit_reasons[proposal.proposal_id] = signal.reason
-                await self._apply(effects)
+        """A candle of a file (aggregated here to each strategy's granularity) or one built
+        from prints (at its strategies' granularity already)."""
+        built = self._built.get(product_id)
+        if built is None or built == granularity_s:
+            for watch_candle in self.observers.candle:
+                watch_candle(product_id, candle)
+        if built is None:
+            for granularity, closed in self._aggregate(product_id, candle, granularity_s):
+                await self._on_closed(product_id, granularity, closed)
+        elif granularity_s in self._granularities.get(product_id, {}):
+            await self._on_closed(product_id, granularity_s, candle)
+
+    async def _on_closed(self, product_id: str, granularity: int, closed: Candle) -> None:
+        end = candle_time(closed.start + granularity)
+        acting = self.options.trade_from is None or end >= self.options.trade_from
+        for signal in self.signal.on_candle(product_id, granularity, closed):
+            if not acting:
+                continue  # history: strategies learn, nothing is proposed (as in signal)
+            now = self.clock.now()
+            mid = self.market.mid_at(product_id, now) or signal.reference_price
+            proposal = to_proposal(signal, mid, now)
+            for watch_proposal in self.observers.proposal:
+                watch_proposal(proposal)
+            effects = self.risk.on_proposal(proposal, now)
+            issued = {issued.order.intent_id for issued in effects.intents}
+            if signal.action is ProposalAction.EXIT and proposal.proposal_id in issued:
+                self.exit_reasons[proposal.proposal_id] = signal.reason
+            await self._apply(effects)
 
     def _aggregate(
         self, product_id: str, candle: Candle, granularity_s: int
@@ -319,7 +372,8 @@ def _granularities(strategies: Sequence[Strategy]) -> dict[str, dict[int, _Bucke
     return routes
 
 
-Event = tuple[datetime, int, int, str, Candle, int, Waypoint]
+# moment, kind, stream, product, candle (None: a print), its granularity, the quote or close
+Event = tuple[datetime, int, int, str, Candle | None, int, Waypoint]
 
 
 def _events(index: int, history: ProductHistory) -> Iterator[Event]:
@@ -339,9 +393,72 @@ def _events(index: int, history: ProductHistory) -> Iterator[Event]:
         yield pending
 
 
+def _print_events(
+    index: int, trades: ProductTrades, granularities: Sequence[int]
+) -> Iterator[Event]:
+    """Each print a quote at its time, and the candles market-data's builder makes of them
+    at ``granularities``, each closing at its end once a print at or after the end (or the
+    end of the data) shows it complete; an empty bucket makes no candle, as market-data
+    publishes none. A close waits for every print at its moment, so the stream is in
+    (time, kind) order; at one moment the closes go in ``granularities``' order."""
+    product_id = trades.product_id
+    builder = CandleBuilder([product_id], granularities, close_delay_s=0)
+    routes = [(product_id, granularity) for granularity in granularities]
+    pending: list[Event] = []  # closes at the last print's moment, after its quotes
+    boundary: datetime | None = None  # the earliest end of a bucket still open
+    moment: datetime | None = None
+    for number, trade in enumerate(trades.prints, 1):
+        moment = trade.time
+        if pending and pending[0][0] < moment:
+            yield from pending
+            pending = []
+        if boundary is None:
+            for route in routes:
+                builder.start_at(route, bucket_start(moment, route[1]))
+            boundary = _boundary(builder, routes)
+        elif moment >= boundary:
+            for event in _closes(index, builder, routes, moment):
+                if event[0] < moment:
+                    yield event
+                else:
+                    pending.append(event)
+            boundary = _boundary(builder, routes)
+        builder.on_trades([Trade(
+            trade_id=trade.trade_id or str(number), product_id=product_id, price=trade.price,
+            size=trade.size, side=trade.side or Side.BUY,  # the builder reads neither side
+            time=moment,
+        )])  # fmt: skip
+        yield moment, _QUOTE, index, product_id, None, 0, Waypoint(moment, trade.price)
+    yield from pending
+    if moment is not None:
+        horizon = moment + timedelta(seconds=max(granularities))  # past every open bucket
+        yield from _closes(index, builder, routes, horizon)
+
+
+def _boundary(builder: CandleBuilder, routes: Sequence[Route]) -> datetime:
+    """The end of the first bucket still open, of any granularity."""
+    return min(candle_time((builder.cursor(route) or 0) + route[1]) for route in routes)
+
+
+def _closes(
+    index: int, builder: CandleBuilder, routes: Sequence[Route], progress: datetime
+) -> list[Event]:
+    """The candles of the buckets ending at or before ``progress``, by end."""
+    closes = []
+    for order, route in enumerate(routes):
+        for bucket in builder.closed(route, progress):
+            builder.advance(route, bucket.start)
+            if bucket.candle is not None:
+                end = candle_time(bucket.start + route[1])
+                closes.append((end, order, bucket.candle, route))
+    closes.sort(key=lambda close: close[:2])
+    return [(end, _CLOSE, index, product_id, candle, granularity, Waypoint(end, candle.close))
+            for end, _, candle, (product_id, granularity) in closes]  # fmt: skip
+
+
 def _merged(
     streams: list[Iterator[Event]],
-) -> Iterator[tuple[datetime, int, str, Candle, int, Waypoint]]:
+) -> Iterator[tuple[datetime, int, str, Candle | None, int, Waypoint]]:
     merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda e: e[:3])
     for moment, kind, _index, product_id, candle, span, point in merged:
         yield moment, kind, product_id, candle, span, point

@@ -1,8 +1,10 @@
-"""The market the backtest's venue and risk see, made from candles and the cost model.
+"""The market the backtest's venue and risk see, made from candles or prints and the cost
+model.
 
 Within each candle the mid runs open -> low -> high -> close (open -> high -> low ->
 close when it closes down), the extremes at one and two thirds of its span, linear in
 between: the path exchange-sim replays history on (``shared.candle_files.candle_path``).
+A product given by its trade prints has the last print's price as its mid.
 Around the mid sits the book the cost model shapes (``CostModel.book``), so a taker fill
 pays what the model says; without slippage the book is locked at the mid.
 """
@@ -45,7 +47,8 @@ def waypoints(candle: Candle, granularity_s: int) -> Iterator[Waypoint]:
 
 
 class ModelMarket:
-    """Each product's current candle, its mid at any moment, and the model's book there."""
+    """Each product's current candle or last print, its mid at any moment, and the model's
+    book there."""
 
     def __init__(
         self,
@@ -61,13 +64,21 @@ class ModelMarket:
         }
         self._tiers = dict(tiers)
         self._candles: dict[str, tuple[Candle, int]] = {}
+        self._prints: dict[str, Decimal] = {}  # product given by prints -> the last one's price
         self._books: dict[str, tuple[Decimal, Levels, Decimal, Decimal]] = {}  # mid, book, bid, ask
 
     def set_candle(self, product_id: str, candle: Candle, granularity_s: int) -> None:
         self._candles[product_id] = (candle, granularity_s)
 
+    def set_print(self, product_id: str, price: Decimal) -> None:
+        self._prints[product_id] = price
+
     def mid_at(self, product_id: str, moment: datetime) -> Decimal | None:
-        """The mid on the current candle's path, on the tick grid; its close after its end."""
+        """The mid on the current candle's path, on the tick grid; its close after its end.
+        For a product given by prints, the last print's price (the engine asks no earlier)."""
+        last = self._prints.get(product_id)
+        if last is not None:
+            return last
         current = self._candles.get(product_id)
         if current is None:
             return None

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from services.backtest.engine import Backtest, BacktestOptions, ProductHistory
+from services.backtest.engine import Backtest, BacktestOptions, ProductHistory, ProductTrades
 from services.backtest.ledger import TradeBook
 from services.backtest.market import candle_time
 from services.backtest.report import ClosedTrade, EquityLog, RunStats, Summary, TradeLog
@@ -20,10 +20,11 @@ from shared.candle_files import Candle, iter_candles
 from shared.config.models import AppConfig, StrategiesConfig
 from shared.products import ProductInfo
 from shared.slippage import CostModel
+from shared.trade_files import TradePrint, iter_trades
 
 __all__ = [
     "BacktestSpec", "RunOutput", "fee_model", "histories", "product_infos", "run_backtest",
-    "select_strategies",
+    "select_strategies", "trade_histories",
 ]  # fmt: skip
 
 
@@ -34,7 +35,22 @@ class BacktestSpec:
     data: Sequence[tuple[str, Path]]  # product id, candle file
     cost: CostModel
     options: BacktestOptions = BacktestOptions()
-    end: datetime | None = None  # candles starting at or after it are not read
+    end: datetime | None = None  # candles starting, prints made, at or after it are not read
+    trades: Sequence[tuple[str, Path]] = ()  # product id, trades file
+
+    def __post_init__(self) -> None:
+        seen: dict[str, Path] = {}
+        for product_id, path in [*self.data, *self.trades]:
+            if product_id in seen:
+                raise ValueError(
+                    f"{product_id} is given twice ({seen[product_id]} and {path}):"
+                    " one file a product, by --data or by --trades"
+                )
+            seen[product_id] = path
+
+    @property
+    def products(self) -> list[str]:
+        return [product_id for product_id, _ in [*self.data, *self.trades]]
 
 
 @dataclass
@@ -57,7 +73,8 @@ def select_strategies(
         traded = [p for p in entry.products if p in products]
         if not traded:
             raise ValueError(
-                f"strategy {name!r} trades {entry.products}; no --data file is for any of them"
+                f"strategy {name!r} trades {entry.products};"
+                " no --data or --trades file is for any of them"
             )
         chosen.append(entry.model_copy(update={"products": traded, "enabled": True}))
     return build_strategies(StrategiesConfig(strategies=chosen))
@@ -76,6 +93,23 @@ def histories(data: Sequence[tuple[str, Path]], end: datetime | None) -> list[Pr
         if end is not None:
             stream = itertools.takewhile(lambda c: candle_time(c.start) < end, stream)
         result.append(ProductHistory(product_id, granularity, stream))
+    return result
+
+
+def trade_histories(
+    trades: Sequence[tuple[str, Path]], end: datetime | None
+) -> list[ProductTrades]:
+    """One streamed history of prints per file."""
+    result = []
+    for product_id, path in trades:
+        prints = iter_trades(path)
+        head = list(itertools.islice(prints, 1))
+        if not head:
+            raise ValueError(f"{path}: a backtest needs at least one print")
+        stream: Iterator[TradePrint] = itertools.chain(head, prints)
+        if end is not None:
+            stream = itertools.takewhile(lambda t: t.time < end, stream)
+        result.append(ProductTrades(product_id, stream))
     return result
 
 
@@ -141,7 +175,7 @@ async def run_backtest(
     prepare: Callable[[Backtest], None] | None = None,
 ) -> RunOutput:
     """Run ``spec``; with ``out_dir``, write trades.csv and equity.csv there as it goes."""
-    products = [product_id for product_id, _ in spec.data]
+    products = spec.products
     strategies = select_strategies(spec.config, spec.strategy_names, set(products))
     infos = product_infos(products, candle_time(0))
     backtest = Backtest(spec.config, strategies, infos, spec.cost, spec.options)
@@ -159,7 +193,9 @@ async def run_backtest(
     backtest.observers.fill.append(lambda fill: recorder.trade(book.on_fill(fill)))
     backtest.observers.candle.append(candle_closed)
     try:
-        await backtest.run(histories(spec.data, spec.end))
+        streams: list[ProductHistory | ProductTrades] = [*histories(spec.data, spec.end)]
+        streams += trade_histories(spec.trades, spec.end)
+        await backtest.run(streams)
         for trade in book.close_open(backtest.risk.book.portfolio.marks, backtest.clock.now()):
             recorder.trade(trade)
     finally:

@@ -15,7 +15,7 @@ import yaml
 from services.backtest import engine
 from services.backtest.__main__ import main
 from services.backtest.engine import Backtest, BacktestOptions
-from services.backtest.market import ModelMarket, Waypoint
+from services.backtest.market import ModelMarket, Waypoint, candle_time
 from services.backtest.run import BacktestSpec, run_backtest
 from shared.candle_files import Candle, write_candles
 from shared.config import load_config
@@ -148,6 +148,30 @@ def test_a_stop_crossed_inside_a_leg_fires_where_the_bid_reaches_it() -> None:
     bid, _ = market.quote("BTC-USD", crossing.mid)
     assert bid <= D(99_000) < market.quote("BTC-USD", crossing.mid + D(20))[0]
     assert market.crossing("BTC-USD", D(97_000), a, b) is None  # never reached on this leg
+
+
+def test_a_stop_crossed_inside_a_candle_sells_at_the_stop_not_at_the_low(tmp_path: Path) -> None:
+    """Entered on the turn up; then a candle falls from 108,000 to a 90,000 low. The stop
+    (3% under the entry) is crossed between the candle's high and its low: the exit is
+    placed at that moment, on that moment's book, and fills there."""
+    config = load_config(_config(tmp_path, stop_loss_pct=3, take_profit_pct=500))
+    closes = [c * 1000 for c in CLOSES[:10]]
+    candles = [Candle(START + 60 * i, D(c), D(c), D(c), D(c), D(5)) for i, c in enumerate(closes)]
+    crash = Candle(START + 60 * len(closes), D(90_000), D(108_000), D(108_000), D(91_000), D(5))
+    write_candles(tmp_path / "BTC-USD.csv", [*candles, crash])
+    spec = BacktestSpec(
+        config=config, strategy_names=["quick"], data=[("BTC-USD", tmp_path / "BTC-USD.csv")],
+        cost=CostModel().without_fees().without_slippage(), options=BacktestOptions(),
+    )  # fmt: skip
+    fills: list[OrderFilled] = []
+    asyncio.run(run_backtest(spec, prepare=lambda b: b.observers.fill.append(fills.append)))
+    entry = next(f for f in fills if f.side is Side.BUY)
+    stop = next(f for f in fills if f.intent_id.startswith("stop_loss:"))
+    level = entry.price * D("0.97")
+    assert abs(stop.price - level) / level < D("0.001"), (entry.price, stop.price)
+    share = float((108_000 - level) / 18_000)  # of the leg from the high to the low
+    crossed_at = candle_time(crash.start) + timedelta(seconds=20) * (1 + share)
+    assert abs((stop.filled_at - crossed_at).total_seconds()) < 1.5, (stop.filled_at, crossed_at)
 
 
 def test_skipping_a_repeated_quote_changes_nothing(
