@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: install test unit integration e2e lint bench lock clean
+.PHONY: install test unit integration e2e lint bench paper lock clean
 
 $(STAMP): pyproject.toml requirements/runtime.lock requirements/dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; run: make PYTHON=python3.11 ...")'
@@ -31,9 +31,14 @@ e2e: $(STAMP)
 	$(PYTEST) tests/e2e
 
 lint: $(STAMP)
-	$(BIN)/ruff check shared services tests
-	$(BIN)/ruff format --check shared services tests
-	$(BIN)/mypy shared services
+	$(BIN)/ruff check shared services deploy tests
+	$(BIN)/ruff format --check shared services deploy tests
+	$(BIN)/mypy shared services deploy
+
+## paper: the whole stack as local processes (PAPER, exchange-sim as the market); Ctrl-C stops
+## it. Options go through ARGS, e.g. make paper ARGS="--history data/replay --speed 60"
+paper: $(STAMP)
+	$(BIN)/python -m deploy.local $(ARGS)
 
 ## bench: performance figures, one "BENCH <name> key=value ..." line per benchmark
 bench: $(STAMP)

@@ -13,9 +13,9 @@ from hypothesis import settings
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from deploy.local.servers import HarnessError, resolve_postgres, resolve_redis
 from shared.bus import BusKeys, create_redis
 from shared.db import make_engine
-from tests.support.servers import HarnessError, resolve_postgres, resolve_redis
 
 # CI replays the same examples every run, so a red build is reproducible; locally each run
 # explores new ones.

@@ -1,4 +1,5 @@
-"""Finding or starting the real Redis and Postgres the tests run against.
+"""Finding or starting the real Redis and Postgres that the tests and the local stack
+(``make paper``) run against.
 
 Order, for each: the URL from the environment (REDIS_URL / DATABASE_URL); else the local
 server on its standard port; else a throwaway server started from the local binaries in
@@ -37,7 +38,7 @@ LOCAL_POSTGRES = ("postgresql://postgres@127.0.0.1:5432/postgres",)
 
 
 class HarnessError(RuntimeError):
-    """The tests cannot get a real server; the message says what to do."""
+    """No real server can be had; the message says what to do."""
 
 
 def free_port() -> int:
@@ -126,7 +127,7 @@ def resolve_redis() -> tuple[str, RedisServer | None]:
         server = RedisServer(binary).start()
         return server.url, server
     raise HarnessError(
-        "No Redis for the tests: set REDIS_URL, run Redis on 127.0.0.1:6379, "
+        "No Redis: set REDIS_URL, run Redis on 127.0.0.1:6379, "
         "or install the redis-server binary (Debian/Ubuntu: apt-get install redis-server)"
     )
 
@@ -230,7 +231,7 @@ def resolve_postgres() -> tuple[str, PostgresServer | None]:
         server = PostgresServer(initdb, pg_ctl).start()
         return server.url, server
     raise HarnessError(
-        "No Postgres for the tests: set DATABASE_URL, run Postgres on 127.0.0.1:5432 "
+        "No Postgres: set DATABASE_URL, run Postgres on 127.0.0.1:5432 "
         "(user postgres), or install the server binaries initdb and pg_ctl "
         "(Debian/Ubuntu: apt-get install postgresql)"
     )

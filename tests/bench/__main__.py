@@ -6,8 +6,8 @@ import sys
 
 import uvloop
 
+from deploy.local.servers import HarnessError, resolve_redis
 from tests.bench import backtest, bus, ratelimit
-from tests.support.servers import HarnessError, resolve_redis
 
 
 def main() -> int:

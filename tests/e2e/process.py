@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import orjson
 
+from deploy.local.servers import free_port
 from tests.support.polling import eventually
-from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

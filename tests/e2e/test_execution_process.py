@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from deploy.local.servers import free_port
 from shared.bus import BusKeys, Publisher
 from shared.clock import LiveClock, SimulatedClock
 from shared.db import upgrade
@@ -21,7 +22,6 @@ from tests.e2e.process import ServiceProcess
 from tests.support.execution import Market, fills_of, place_order
 from tests.support.polling import eventually
 from tests.support.risk import seed_catalog, stream_payloads
-from tests.support.servers import free_port
 from tests.support.venue import CONFIG_DIR, CdpTestKey
 
 

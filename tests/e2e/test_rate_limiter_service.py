@@ -8,11 +8,11 @@ import signal
 import httpx
 import pytest
 
+from deploy.local.servers import HarnessError, RedisServer, free_port, redis_binary
 from shared.config import load_config
 from shared.ratelimit import RateLimitClient, RateLimitedTransport, RateLimitExceeded
 from tests.e2e.process import ROOT, ServiceProcess
 from tests.support.polling import eventually, metric
-from tests.support.servers import HarnessError, RedisServer, free_port, redis_binary
 
 
 @pytest.fixture

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
+from deploy.local.servers import HarnessError, RedisServer, redis_binary
 from shared.bus import ENVELOPE_FIELD, BusKeys, Delivery, Publisher, create_redis
 from shared.clock import LiveClock
 from shared.messages import Envelope, Payload, new_envelope
 from tests.integration.bus_helpers import consuming, fast_settings, pending_count
 from tests.support.polling import eventually, metric
 from tests.support.samples import tick
-from tests.support.servers import HarnessError, RedisServer, redis_binary
 
 STREAM = "md.ticks"
 CLOCK = LiveClock()
