@@ -8,7 +8,8 @@ is exchange-sim (the compose profile ``sim``): it replays the candle files of
 and otherwise its own synthetic markets. ``--market coinbase`` reads Coinbase's public
 feed instead. Redis and Postgres are found or started as the tests do (``REDIS_URL`` /
 ``DATABASE_URL``, else the local servers on their standard ports, else throwaway ones
-from the local binaries). One log stream; Ctrl-C stops everything cleanly.
+from the local binaries); on a Postgres found or started here the stack uses a database
+of its own, ``cbtrader_paper``. One log stream; Ctrl-C stops everything cleanly.
 
     make paper
     python -m deploy.local --history data/replay --speed 60
@@ -24,7 +25,6 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from psycopg import sql
 from deploy.local.compose import ROOT, ComposeError, Plan, plan, read_env_file
 from deploy.local.servers import HarnessError, free_port, resolve_postgres, resolve_redis
 from deploy.local.stack import Stack, StackError
+from shared.clock import LiveClock
 
 DATABASE = "cbtrader_paper"  # on a Postgres found or started here, the stack's own database
 TOKEN_FILE = ROOT / ".paper" / "control-token"
@@ -98,7 +99,7 @@ def _generated_token() -> str:
 def build_plan(args: argparse.Namespace, redis_url: str, database_url: str) -> Plan:
     common = {"BUS_PREFIX": args.bus_prefix}
     if args.speed != 1.0:
-        origin = datetime.now(UTC).replace(microsecond=0)
+        origin = LiveClock().now().replace(microsecond=0)
         common.update(CLOCK_SPEED=str(args.speed), CLOCK_ORIGIN=origin.isoformat())
     host_paths = {"/app/config": args.config_dir} if args.config_dir is not None else {}
     values = variables(args)
@@ -147,11 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, servers: list[Any]) -> int:
-    redis_url, database_url = args.redis_url, args.database_url
+    redis_url = args.redis_url
     if not redis_url:
         redis_url, redis_server = resolve_redis()
         servers += [redis_server] if redis_server else []
-    if not database_url:
+    database_url = args.database_url or os.environ.get("DATABASE_URL")
+    if not database_url:  # a server found or started here: the stack gets its own database
         server_url, postgres_server = resolve_postgres()
         servers += [postgres_server] if postgres_server else []
         database_url = _database(server_url)

@@ -171,17 +171,25 @@ class Backtest:
     async def _advance_to(self, moment: datetime) -> None:
         """Run execution's timer loop up to ``moment`` while any intent is open."""
         while self._next_timer is not None and self._next_timer <= moment:
-            self.clock.set(self._next_timer)
-            for product_id in {m.intent.product_id for m in self.execution.open_intents()}:
-                mid = self.market.mid_at(product_id, self._next_timer)
+            at = self._next_timer
+            for product_id in self._working_products():  # a level crossed on the way there
+                mid = self.market.mid_at(product_id, at)
                 if mid is not None:
-                    await self._quote(product_id, Waypoint(self._next_timer, mid))
+                    await self._crossings(product_id, Waypoint(at, mid))
+            self.clock.set(at)
+            for product_id in self._working_products():
+                mid = self.market.mid_at(product_id, at)
+                if mid is not None:
+                    await self._quote(product_id, Waypoint(at, mid))
             await self.execution.on_timer()
             self._changes += 1
             await self._route_reports()
             self._schedule_timer()
         if moment > self.clock.now():
             self.clock.set(moment)
+
+    def _working_products(self) -> set[str]:
+        return {machine.intent.product_id for machine in self.execution.open_intents()}
 
     def _schedule_timer(self) -> None:
         if not self.execution.open_intents():
@@ -240,7 +248,7 @@ class Backtest:
         self.execution.on_quote(product_id, bid, ask)
 
     def _executing(self, product_id: str) -> bool:
-        return any(m.intent.product_id == product_id for m in self.execution.open_intents())
+        return product_id in self._working_products()
 
     def _risk_watches(self, product_id: str) -> bool:
         book = self.risk.book

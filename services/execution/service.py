@@ -73,11 +73,21 @@ SLIPPAGE = Histogram(
     ["tier", "liquidity"],
     buckets=SLIPPAGE_BUCKETS,
 )
-# The model never gives back: its buckets are the observed ones from zero up, so medians
-# of the two compare bucket for bucket (and, with no bucket below zero, it has a _sum).
+# Observed against modeled is per taker order: a walk through several levels is one
+# order, whose average price the model prices at the order's whole notional. The model
+# never gives back: its buckets are the observed ones from zero up, so medians of the two
+# compare bucket for bucket (and, with no bucket below zero, it has a _sum).
+TAKER_ORDER_SLIPPAGE = Histogram(
+    "execution_taker_order_slippage_bps",
+    "Each taker order's average fill price against the arrival mid, in bps; positive is "
+    "worse for us.",
+    ["tier"],
+    buckets=SLIPPAGE_BUCKETS,
+)
 MODELED_SLIPPAGE = Histogram(
     "execution_modeled_slippage_bps",
-    "What the cost model expects each taker fill to pay against the mid, in bps.",
+    "What the cost model expects each taker order to pay against the mid, at its filled "
+    "notional, in bps.",
     ["tier"],
     buckets=tuple(bound for bound in SLIPPAGE_BUCKETS if bound >= 0),
 )
@@ -133,6 +143,8 @@ class ExecutionService:
         self._tiers = {p.product_id: str(int(p.tier)) for p in config.universe.products}
         self._costs = costs or CostModel.from_config(config.universe, config.policy.execution)
         self._modeled_tiers = {str(tier) for tier in self._costs.tiers}
+        # (intent, order) -> taker size and cost so far; observed when the intent ends
+        self._taker_orders: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
         self.restored = asyncio.Event()
 
     @property
@@ -140,7 +152,7 @@ class ExecutionService:
         return self._costs
 
     def set_costs(self, costs: CostModel) -> None:
-        """The model each taker fill's modeled slippage comes from (the latest calibration)."""
+        """The model taker orders are set against (the latest calibration, read at start)."""
         self._costs = costs
         self._modeled_tiers = {str(tier) for tier in costs.tiers}
 
@@ -332,6 +344,7 @@ class ExecutionService:
             self._observe(new_fills)
             await self._publish(self._origin[intent.intent_id], [*new_fills, *step.events])
             if was_finished and machine.finished is not None:
+                self._observe_taker_orders(intent)
                 await self._store.mark_reported(intent.intent_id)
                 FINISHED.labels(machine.finished.status.value, machine.finished.reason).inc()
                 self._forget_old()
@@ -384,14 +397,27 @@ class ExecutionService:
     def _observe(self, fills: Iterable[OrderFilled]) -> None:
         for fill in fills:
             FILLS.labels(fill.liquidity.value).inc()
-            worse = fill.price - fill.arrival_mid if fill.side is Side.BUY else (
-                fill.arrival_mid - fill.price)  # fmt: skip
             tier = self._tiers.get(fill.product_id, "unknown")
             SLIPPAGE.labels(tier, fill.liquidity.value).observe(
-                float(worse / fill.arrival_mid * 10_000)
+                float(_worse_bps(fill.side, fill.price, fill.arrival_mid))
             )
-            if fill.liquidity is Liquidity.TAKER and tier in self._modeled_tiers:
-                modeled = self._costs.slippage_bps(int(tier), fill.size * fill.arrival_mid)
+            if fill.liquidity is Liquidity.TAKER:
+                key = (fill.intent_id, fill.client_order_id)
+                size, cost = self._taker_orders.get(key, (Decimal(0), Decimal(0)))
+                self._taker_orders[key] = (size + fill.size, cost + fill.price * fill.size)
+
+    def _observe_taker_orders(self, intent: PlaceOrder) -> None:
+        """The intent's taker orders, each as one: its average price against the arrival
+        mid, and what the model expects at its whole notional."""
+        tier = self._tiers.get(intent.product_id, "unknown")
+        for key in [key for key in self._taker_orders if key[0] == intent.intent_id]:
+            size, cost = self._taker_orders.pop(key)
+            average = cost / size
+            TAKER_ORDER_SLIPPAGE.labels(tier).observe(
+                float(_worse_bps(intent.side, average, intent.reference_mid))
+            )
+            if tier in self._modeled_tiers:
+                modeled = self._costs.slippage_bps(int(tier), size * intent.reference_mid)
                 MODELED_SLIPPAGE.labels(tier).observe(float(modeled))
 
     def _observe_latency(self, intent_id: str, kind: IntentKind) -> None:
@@ -466,3 +492,9 @@ def _fallback_rules(product_id: str) -> ProductRules:
     tiny, big = Decimal("0.00000001"), Decimal(10**12)
     return ProductRules(product_id, tiny, Decimal("0.01"), Decimal("0.01"), tiny, big,
                         Decimal("0.01"), big)  # fmt: skip
+
+
+def _worse_bps(side: Side, price: Decimal, mid: Decimal) -> Decimal:
+    """How much worse than ``mid`` a fill at ``price`` is for us, in bps."""
+    worse = price - mid if side is Side.BUY else mid - price
+    return worse / mid * 10_000

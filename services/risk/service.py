@@ -393,10 +393,14 @@ def export_gauges(book: Book) -> None:
     REALIZED_PNL.set(float(book.portfolio.realized_pnl()))
     UNREALIZED_PNL.set(float(book.portfolio.unrealized_pnl()))
     FEES.set(float(book.portfolio.fees()))
-    for product in book.rules:
-        EXPOSURE.labels(product).set(float(_pct(exposure(book, product), equity)))
-    for theme in sorted({rules.theme for rules in book.rules.values() if rules.theme}):
-        THEME_EXPOSURE.labels(theme).set(float(_pct(theme_exposure(book, theme), equity)))
+    themes: dict[str, Decimal] = {}
+    for product, rules in book.rules.items():
+        held = exposure(book, product)
+        EXPOSURE.labels(product).set(float(_pct(held, equity)))
+        if rules.theme:  # a theme's exposure is its products' (policy.theme_exposure)
+            themes[rules.theme] = themes.get(rules.theme, Decimal(0)) + held
+    for theme, held in themes.items():
+        THEME_EXPOSURE.labels(theme).set(float(_pct(held, equity)))
 
 
 def _pct(value: Decimal, equity: Decimal) -> Decimal:

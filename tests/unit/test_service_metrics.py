@@ -25,6 +25,7 @@ from shared.matching.types import FeeRates
 from shared.messages import (
     BookLevel,
     BookUpdated,
+    IntentFinished,
     IntentKind,
     Liquidity,
     LiquidityPreference,
@@ -103,9 +104,10 @@ def _btc() -> ProductInfo:
 
 
 def _execution(
-    clock: SimulatedClock, ask: str = "50001"
+    clock: SimulatedClock, ask: str = "50001", *more_asks: tuple[str, str]
 ) -> tuple[ExecutionService, PaperVenue, MemoryReports]:
-    """BTC-USD on the paper venue with a book of one level a side; quotes at 49999/50001."""
+    """BTC-USD on the paper venue with a book of one level a side (and ``more_asks``, as
+    price and size); quotes at 49999/50001."""
     info = _btc()
     venue = PaperVenue({"BTC-USD": info.rules()}, fees=FeeRates(maker=D("0.004"),
                        taker=D("0.006")), balances={"USD": D(100_000), "BTC": D(1)})  # fmt: skip
@@ -118,7 +120,8 @@ def _execution(
     )  # fmt: skip
     venue.on_book(BookUpdated(
         product_id="BTC-USD", bids=(BookLevel(price=D("49999"), size=D(1)),),
-        asks=(BookLevel(price=D(ask), size=D(1)),), exchange_time=T0,
+        asks=(BookLevel(price=D(ask), size=D(1)),
+              *(BookLevel(price=D(p), size=D(s)) for p, s in more_asks)), exchange_time=T0,
     ), clock.now())  # fmt: skip
     return service, venue, reports
 
@@ -131,23 +134,34 @@ def _tick(last: str | None = None) -> TickUpdated:
     )  # fmt: skip
 
 
-async def test_a_taker_fill_is_set_against_the_cost_models_slippage_for_its_size():
+async def test_a_taker_order_is_set_against_the_cost_models_slippage_for_its_size():
+    """An order walking two levels is one observation: its average price, and the model
+    at its whole notional."""
     clock = SimulatedClock(T0)
-    service, _venue, reports = _execution(clock, ask="55000")  # far from the mid: 10 %
+    service, _venue, reports = _execution(clock, "50100", ("50200", "1"))
     service.on_tick(_tick())
-    before = (metric("execution_modeled_slippage_bps_count", tier="1"),
-              metric("execution_modeled_slippage_bps_sum", tier="1"))  # fmt: skip
-    order = place_order("taker-1", clock, quote="500", liquidity=LiquidityPreference.TAKER)
+    series = ("execution_modeled_slippage_bps_count", "execution_modeled_slippage_bps_sum",
+              "execution_taker_order_slippage_bps_count")  # fmt: skip
+    before = [metric(name, tier="1") for name in series]
+    order = place_order("taker-1", clock, base="1.5", liquidity=LiquidityPreference.TAKER)
     await service.on_place(order, clock.now_ns())
-    (filled,) = [r for r in reports.pending if isinstance(r, OrderFilled)]
-    assert filled.liquidity is Liquidity.TAKER and filled.price == 55_000
-    assert filled.arrival_mid == 50_000  # the model prices the size at the mid
-    count = metric("execution_modeled_slippage_bps_count", tier="1") - before[0]
-    modeled = metric("execution_modeled_slippage_bps_sum", tier="1") - before[1]
-    # the tier's 10 bps, plus 5 bps times the root of the fill's notional over 50 000 USD
-    assert count == 1
-    assert modeled == pytest.approx(10 + 5 * math.sqrt(float(filled.size) * 50_000 / 50_000))
-    assert 10.4 < modeled < 10.5  # about 450 USD at the mid: under a hundredth of 50 000
+    fills = [r for r in reports.pending if isinstance(r, OrderFilled)]
+    assert [(f.price, f.size) for f in fills] == [(50_100, 1), (50_200, D("0.5"))]
+    assert {f.liquidity for f in fills} == {Liquidity.TAKER}
+    assert any(isinstance(r, IntentFinished) for r in reports.pending)
+    count, modeled, observed = (
+        metric(n, tier="1") - b for n, b in zip(series, before, strict=True)
+    )
+    # the tier's 10 bps, plus 5 bps times the root of the order's 75 000 USD over 50 000
+    assert (count, observed) == (1, 1)
+    assert modeled == pytest.approx(10 + 5 * math.sqrt(1.5 * 50_000 / 50_000))
+    # the average price, 50 133.33, is 26.7 bps over the mid: the 20-50 bucket
+    assert _bucket("execution_taker_order_slippage_bps", "50.0") - _bucket(
+        "execution_taker_order_slippage_bps", "20.0") >= 1  # fmt: skip
+
+
+def _bucket(name: str, bound: str) -> float:
+    return metric(f"{name}_bucket", tier="1", le=bound)
 
 
 async def test_a_maker_fill_has_no_modeled_slippage():
