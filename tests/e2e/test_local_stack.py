@@ -118,12 +118,13 @@ async def test_make_paper_trades_and_obeys_pause_resume_and_flatten(
     ]  # fmt: skip
     process = _launch(command, env, log_path)
     stopped = False
+    servers: list[subprocess.Popen[bytes]] = []  # Prometheus, stopped with the test
     try:
         await eventually(lambda: _up(process, state_file), within=180, what="the stack")
         services = json.loads(state_file.read_text())
         assert set(services) == set(METRICS)
         risk = services["risk"]["url"]
-        prometheus = _start_prometheus(services, tmp_path)
+        prometheus = _start_prometheus(services, tmp_path, servers)
         await eventually(lambda: _trading(pg_engine), within=120,
                          what="decisions, orders and fills in Postgres")  # fmt: skip
         await _check_metrics(services)
@@ -145,8 +146,7 @@ async def test_make_paper_trades_and_obeys_pause_resume_and_flatten(
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-80:])
         raise AssertionError(f"{exc}\n--- the stack's log, last lines ---\n{tail}") from None
     finally:
-        while _PROMETHEUS:
-            server = _PROMETHEUS.pop()
+        for server in servers:
             server.terminate()
             server.wait(30)
         if not stopped:
@@ -157,9 +157,11 @@ async def test_make_paper_trades_and_obeys_pause_resume_and_flatten(
                 process.kill()
 
 
-def _start_prometheus(services: dict[str, dict[str, Any]], tmp_path: Path) -> str:
+def _start_prometheus(
+    services: dict[str, dict[str, Any]], tmp_path: Path, servers: list[subprocess.Popen[bytes]]
+) -> str:
     """The real Prometheus with deploy/prometheus's config and rules, pointed at the local
-    stack's ports and scraping every second; its URL. Stopped with the test's processes."""
+    stack's ports and scraping every second; its URL. Its process joins ``servers``."""
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     config["rule_files"] = [str(ROOT / "deploy/prometheus/alerts.yml")]
@@ -175,11 +177,8 @@ def _start_prometheus(services: dict[str, dict[str, Any]], tmp_path: Path) -> st
         stdout=log, stderr=log,
     )  # fmt: skip
     log.close()
-    _PROMETHEUS.append(process)
+    servers.append(process)
     return f"http://127.0.0.1:{port}"
-
-
-_PROMETHEUS: list[subprocess.Popen[bytes]] = []
 
 
 async def _check_dashboards(prometheus: str) -> None:
