@@ -1,18 +1,18 @@
 """The control API: status, positions, decisions; pause, resume, flatten.
 
-Every route needs ``Authorization: Bearer <CONTROL_API_TOKEN>``; the comparison takes
-the same time whatever the token's content. ``X-Actor`` names who acts (it goes into
-the audit trail with the request's address); routes only translate to the service.
+Every route needs ``Authorization: Bearer <token>``, a token signed with
+``CONTROL_API_TOKEN`` for that one request and used once (:mod:`services.risk.control_auth`).
+Its ``sub`` names who acts; that goes into the audit trail with the request's address.
+Routes only translate to the service.
 """
 
-import hmac
-import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field
 
+from services.risk.control_auth import ControlTokenVerifier, Refused, Unavailable
 from services.risk.engine import Conflict
 from services.risk.flatten import FlattenJob
 from services.risk.service import RiskService
@@ -22,8 +22,7 @@ from shared.logging import get_logger
 __all__ = ["control_router"]
 
 _log = get_logger("risk.api")
-_bearer = HTTPBearer(auto_error=False, description="CONTROL_API_TOKEN")
-_ACTOR = re.compile(r"[\w.@ -]{1,64}")
+_bearer = HTTPBearer(auto_error=False, description="a token signed with CONTROL_API_TOKEN")
 ProductId = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,10}-[A-Z]{2,5}$")]
 
 
@@ -53,36 +52,37 @@ def _state(state: TradingState) -> dict[str, Any]:
     return {"state": state.name, **state.to_json()}
 
 
-def bearer_auth(token: SecretStr | None) -> Any:
-    """A dependency that admits only the configured token and returns who is acting."""
-    expected = token.get_secret_value().encode() if token else None
+def token_auth(verifier: ControlTokenVerifier) -> Any:
+    """A dependency that admits only a fresh token signed for this request; returns who acts."""
 
     async def authorized(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        x_actor: Annotated[str, Header()] = "operator",
     ) -> str:
-        given = credentials.credentials.encode() if credentials else b""
-        # compare_digest runs even with nothing configured, so timing says nothing either way
-        valid = hmac.compare_digest(given, expected or b"\0" * 32) and expected is not None
         host = request.client.host if request.client else "unknown"
-        if not valid:
-            _log.warning("control request refused", path=request.url.path, client=host,
-                         token_configured=expected is not None)  # fmt: skip
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing or wrong bearer token",
-                headers={"WWW-Authenticate": "Bearer"},
+        try:
+            if credentials is None:
+                raise Refused("missing bearer token")
+            accepted = await verifier.verify(
+                credentials.credentials, request.method, request.url.path
             )
-        if not _ACTOR.fullmatch(x_actor):  # checked only once the caller is known
-            raise HTTPException(422, "X-Actor: 1 to 64 letters, digits, spaces or . @ _ -")
-        return f"{x_actor} ({host})"
+        except Refused as exc:
+            _log.warning("control request refused", method=request.method,
+                         path=request.url.path, client=host, reason=str(exc),
+                         token_configured=verifier.configured)  # fmt: skip
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
+            ) from None
+        except Unavailable as exc:
+            _log.warning("control request not checked", path=request.url.path, error=str(exc))
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+        return f"{accepted.actor} ({host})"
 
     return authorized
 
 
-def control_router(service: RiskService, token: SecretStr | None) -> APIRouter:
-    Actor = Annotated[str, Depends(bearer_auth(token))]
+def control_router(service: RiskService, verifier: ControlTokenVerifier) -> APIRouter:
+    Actor = Annotated[str, Depends(token_auth(verifier))]
     router = APIRouter(prefix="/v1", tags=["control"])
 
     @router.get("/status")

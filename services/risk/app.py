@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.risk.api import control_router
+from services.risk.control_auth import ControlTokenVerifier
 from services.risk.service import RiskService
 from services.risk.store import RiskStore
 from shared.aio import pause_unless_stopped
@@ -43,7 +44,9 @@ class RiskSettings(ServiceSettings):
     http_port: int = 8030
     config_dir: Path = Path("config")
     control_api_token: SecretStr | None = Field(
-        default=None, description="Bearer token of the control API; LIVE requires one."
+        default=None,
+        description="Secret that signs control API requests (each with its own token); LIVE "
+        "requires one.",
     )
     risk_capital_usd: Decimal = Field(
         default=Decimal("10000"), gt=0, description="Capital the system trades with, in USD."
@@ -125,6 +128,9 @@ def bootstrap(
         )  # fmt: skip
         return StreamConsumer(redis, options, handler, keys=keys)
 
+    verifier = ControlTokenVerifier(
+        settings.control_api_token, redis, used_key_prefix=f"{keys.prefix}risk:control:used:"
+    )
     workers: list[Worker] = [
         Supervisor(service, settings.risk_supervise_interval_s),
         consumer(TradeProposed.STREAM, service.on_proposal),
@@ -152,7 +158,7 @@ def bootstrap(
             "restored": restored,
         },
         on_shutdown=[close],
-        routers=[control_router(service, settings.control_api_token)],
+        routers=[control_router(service, verifier)],
     )
     app.state.risk = service
     return app

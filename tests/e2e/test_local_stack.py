@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deploy.local.compose import ROOT
 from deploy.local.servers import free_port
+from services.risk.control_auth import ControlAuth
 from shared.bus import BusKeys
 from shared.candle_files import Candle, write_candles
 from shared.db import Fill, Order, RiskDecision, RiskIntent
@@ -50,7 +51,7 @@ from tests.support.promtool import prometheus as prometheus_binary
 PRODUCTS = {"BTC-USD": 60_000, "ETH-USD": 3_000}
 TOKEN = "local-stack-control-token-3b9d5e"
 PASSWORD = "pg-secret-7c41e9d2"
-AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Actor": "local stack test"}
+AUTH = ControlAuth(TOKEN, "local stack test")
 STRATEGIES = {"strategies": [
     {"name": "waves", "kind": "ema_cross", "products": list(PRODUCTS), "granularity_s": 60,
      "quote_size_usd": 100,
@@ -222,14 +223,16 @@ def _with_password(url: str) -> tuple[str, dict[str, str]]:
 async def _everything_served(services: dict[str, dict[str, Any]]) -> str:
     """Every status, metrics and control answer the stack gives, as one text."""
     texts = []
-    async with httpx.AsyncClient(headers=AUTH, timeout=10) as client:
+    async with httpx.AsyncClient(auth=AUTH, timeout=10) as client:
         for entry in services.values():
             for path in ("/healthz", "/readyz", "/metrics"):
                 texts.append((await client.get(entry["url"] + path)).text)
         risk = services["risk"]["url"]
         for path in ("/v1/status", "/v1/positions", "/v1/decisions?limit=1000"):
             texts.append((await client.get(risk + path)).text)
-        refused = await client.get(risk + "/v1/status", headers={"Authorization": "Bearer no"})
+        refused = await client.get(
+            risk + "/v1/status", headers={"Authorization": "Bearer no"}, auth=None
+        )
         assert refused.status_code == 401
         texts.append(refused.text)
     return "\n".join(texts)
@@ -275,21 +278,32 @@ async def _check_metrics(services: dict[str, dict[str, Any]]) -> None:
 
 
 async def _post(url: str, path: str, body: dict[str, Any]) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=10) as client:
         return await client.post(path, json=body)
 
 
 async def _get(url: str, path: str) -> Any:
-    async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=url, auth=AUTH, timeout=10) as client:
         response = await client.get(path)
         assert response.status_code == 200, response.text
         return response.json()
 
 
+def _ctl(risk: str, *args: str) -> Any:
+    """``python -m services.risk.ctl``, as an operator runs it; its JSON answer."""
+    done = subprocess.run(
+        [sys.executable, "-m", "services.risk.ctl", "--url", risk, "--actor", "local stack test",
+         *args],
+        cwd=ROOT, env={**os.environ, "CONTROL_API_TOKEN": TOKEN}, capture_output=True,
+        text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)
+
+
 async def _pause_blocks_entries(risk: str, database: AsyncEngine) -> None:
-    response = await _post(risk, "/v1/pause", {"reason": "local stack test"})
-    assert response.status_code == 200, response.text
-    assert response.json()["entries_allowed"] is False
+    paused = _ctl(risk, "pause", "local stack test")
+    assert paused["entries_allowed"] is False and paused["actor"].startswith("local stack test")
     before = await _counts(database)
 
     async def refused_twice() -> bool:

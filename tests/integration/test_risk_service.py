@@ -12,6 +12,7 @@ import pytest
 import yaml
 from sqlalchemy import select
 
+from services.risk.control_auth import mint_token
 from services.risk.store import RiskStore
 from shared.bus import Publisher
 from shared.clock import SimulatedClock
@@ -157,31 +158,65 @@ async def _open_position(stack, risk, n: int, product: str, quote: str) -> None:
     await eventually(held, what=f"a {product} position")
 
 
-async def test_every_control_route_refuses_a_missing_or_wrong_token(stack):
+async def test_every_control_route_refuses_missing_wrong_and_replayed_tokens(stack):
     async with _risk(stack) as risk:
         base = str(risk.client.base_url)
         routes = [("GET", "/v1/status"), ("GET", "/v1/positions"), ("GET", "/v1/decisions"),
                   ("POST", "/v1/pause"), ("POST", "/v1/resume"), ("POST", "/v1/flatten"),
                   ("GET", "/v1/flatten/x")]  # fmt: skip
         async with httpx.AsyncClient(base_url=base) as anonymous:
+
+            async def call(method: str, path: str, token: str) -> httpx.Response:
+                return await anonymous.request(
+                    method, path, json={"reason": "x"}, headers={"Authorization": f"Bearer {token}"}
+                )  # fmt: skip
+
             for method, path in routes:
                 missing = await anonymous.request(method, path, json={"reason": "x"})
-                wrong = await anonymous.request(
-                    method, path, json={"reason": "x"},
-                    headers={"Authorization": f"Bearer {TOKEN[:-1]}X"},
-                )  # fmt: skip
-                assert (missing.status_code, wrong.status_code) == (401, 401), path
-                assert wrong.headers["www-authenticate"] == "Bearer"
-            odd_actor = await anonymous.post(
-                "/v1/pause", json={"reason": "x"}, headers={"X-Actor": "<script>"}
-            )
-            assert odd_actor.status_code == 401  # who the caller is comes before what they say
+                assert missing.status_code == 401 and missing.json()["detail"] == (
+                    "missing bearer token"
+                ), path
+                assert missing.headers["www-authenticate"] == "Bearer"
+                refusals = {
+                    "the bare secret": (TOKEN, "malformed token"),
+                    "another secret": (
+                        mint_token(TOKEN[:-1] + "X", method, path), "wrong signature"
+                    ),
+                    "another route": (mint_token(TOKEN, "GET", "/v1/other"), "another request"),
+                    "expired": (mint_token(TOKEN, method, path, clock=_ago(200)), "expired"),
+                    "too long-lived": (
+                        mint_token(TOKEN, method, path, lifetime_s=3600), "lifetime over"
+                    ),
+                }  # fmt: skip
+                for what, (token, reason) in refusals.items():
+                    refused = await call(method, path, token)
+                    assert refused.status_code == 401, (path, what)
+                    assert reason in refused.json()["detail"], (path, what)
+                    assert token not in refused.text
+            odd_actor = mint_token(TOKEN, "POST", "/v1/pause", actor="<script>")
+            assert (await call("POST", "/v1/pause", odd_actor)).status_code == 401
+            fresh = mint_token(TOKEN, "GET", "/v1/status")
+            assert (await call("GET", "/v1/status", fresh)).status_code == 200
+            replayed = await call("GET", "/v1/status", fresh)
+            assert (replayed.status_code, replayed.json()["detail"]) == (401, "token already used")
+            pause = mint_token(TOKEN, "POST", "/v1/pause", actor="mallory")
+            assert (await call("POST", "/v1/pause", pause)).status_code == 200
+            assert (await call("POST", "/v1/pause", pause)).status_code == 401
             schema = (await anonymous.get("/openapi.json")).json()
-        assert (await risk.client.get("/v1/status")).status_code == 200
         assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
         assert schema["paths"]["/v1/pause"]["post"]["security"] == [{"HTTPBearer": []}]
-        # nothing was paused by the refused calls
-        assert (await risk.client.get("/v1/status")).json()["trading"]["state"] == "RUNNING"
+        resumed = await risk.client.post("/v1/resume", json={"reason": "checked"})
+        assert resumed.json()["state"] == "RUNNING"
+    # only the accepted mutations are in the audit trail, each with who and from where
+    async with stack["db"].connect() as connection:
+        rows = (await connection.execute(select(ControlAction).order_by(ControlAction.id))).all()
+    assert [(r.action, r.actor, r.reason) for r in rows] == [
+        ("PAUSE", "mallory (127.0.0.1)", "x"), ("RESUME", "tester (127.0.0.1)", "checked"),
+    ]  # fmt: skip
+
+
+def _ago(seconds: float) -> SimulatedClock:
+    return SimulatedClock(datetime.now(UTC) - timedelta(seconds=seconds))
 
 
 async def test_a_proposal_is_decided_published_and_stored(stack):

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.execution.orders import client_order_id
 from services.risk.app import RiskSettings, bootstrap
+from services.risk.control_auth import ControlAuth
 from services.risk.service import RiskService
 from shared.bus import BusKeys, ConsumerSettings, Delivery, StreamConsumer
 from shared.clock import SimulatedClock
@@ -95,9 +96,8 @@ async def risk_service(
     }  # fmt: skip
     app = bootstrap(RiskSettings(**options), database=database, clock=clock)
     async with serving(app) as port:
-        headers = {"Authorization": f"Bearer {TOKEN}", "X-Actor": "tester"}
         async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=10
+            base_url=f"http://127.0.0.1:{port}", auth=ControlAuth(TOKEN, "tester"), timeout=10
         ) as client:
             yield RiskHandle(app, client, clock)
 
