@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: install test unit integration e2e lint bench paper lock clean
+.PHONY: install test unit integration e2e chaos lint bench paper lock clean
 
 $(STAMP): pyproject.toml requirements/runtime.lock requirements/dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; run: make PYTHON=python3.11 ...")'
@@ -29,6 +29,12 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(PYTEST) tests/e2e
+
+## chaos: the long fault run (make test runs a short one): 24 seeded kill -9s, Redis killed
+## and restarted from its append-only file, Postgres down 30 s, venue faults; LIVE on exchange-sim
+CHAOS_SEED ?= 20261124
+chaos: $(STAMP)
+	CHAOS_SEED=$(CHAOS_SEED) CHAOS_KILLS=24 CHAOS_PG_OUTAGE_S=30 $(PYTEST) tests/e2e/test_chaos.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check shared services deploy tests

@@ -29,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from psycopg import sql
 
 from deploy.local.compose import ROOT, ComposeError, Plan, plan, read_env_file
@@ -47,6 +50,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--market", choices=["sim", "coinbase"], default="sim",
                         help="where market data comes from (default: sim, offline)")  # fmt: skip
+    parser.add_argument("--live-on-sim", action="store_true",
+                        help="rehearse LIVE: execution places real orders on exchange-sim, "
+                        "signed with CB_API_KEY/CB_API_SECRET or a key made for the run; "
+                        "market time runs at wall speed, as LIVE requires")  # fmt: skip
     parser.add_argument("--history", type=Path, help="candle files exchange-sim replays")
     parser.add_argument("--speed", type=float, default=1.0,
                         help="run market time this many times faster (sim only)")  # fmt: skip
@@ -62,6 +69,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.speed != 1.0 and args.market != "sim":
         parser.error("--speed runs market time faster, which only the simulator can do")
+    if args.live_on_sim and (args.market != "sim" or args.speed != 1.0):
+        parser.error("--live-on-sim trades on exchange-sim at wall speed: no --market, --speed")
     if args.history is not None and not args.history.is_dir():
         parser.error(f"--history {args.history}: not a directory of candle files")
     return args
@@ -72,7 +81,9 @@ def variables(args: argparse.Namespace) -> dict[str, str]:
     own = ROOT / ".env"
     env_file = args.env_file or (own if own.exists() else ROOT / ".env.example")
     values = {**read_env_file(env_file), **os.environ}
-    values["TRADING_MODE"] = "PAPER"  # a rehearsal: LIVE is for the real deployment only
+    values["TRADING_MODE"] = "PAPER"  # a rehearsal: LIVE orders go to exchange-sim at most
+    if args.live_on_sim:
+        values.update(_sim_credentials(values), COINBASE_REST_URL="http://exchange-sim:8060")
     # DATABASE_URL is replaced by the local one; compose's required password is not used
     values["POSTGRES_PASSWORD"] = values.get("POSTGRES_PASSWORD") or "unused-locally"
     values["MD_SOURCE"] = args.market
@@ -83,6 +94,28 @@ def variables(args: argparse.Namespace) -> dict[str, str]:
     elif (ROOT / "data" / "replay").is_dir() and not values.get("SIM_REPLAY_DIR"):
         values["SIM_REPLAY_DIR"] = str(ROOT / "data" / "replay")
     return values
+
+
+def _sim_credentials(values: dict[str, str]) -> dict[str, str]:
+    """The CDP key execution signs with and exchange-sim accepts: the one given in
+    CB_API_KEY/CB_API_SECRET, or one made for this run (it is never written anywhere)."""
+    name, secret = values.get("CB_API_KEY"), values.get("CB_API_SECRET")
+    if name and secret:
+        key = load_pem_private_key(secret.replace("\\n", "\n").encode(), password=None)
+    else:
+        name, key = (
+            "organizations/local-rehearsal/apiKeys/sim",
+            ec.generate_private_key(ec.SECP256R1()),
+        )
+        secret = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ).decode()  # fmt: skip
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return {"CB_API_KEY": name, "CB_API_SECRET": secret,
+            "SIM_API_KEYS": json.dumps({name: public.decode()})}  # fmt: skip
 
 
 def _generated_token() -> str:
@@ -98,6 +131,8 @@ def _generated_token() -> str:
 
 def build_plan(args: argparse.Namespace, redis_url: str, database_url: str) -> Plan:
     common = {"BUS_PREFIX": args.bus_prefix}
+    if args.live_on_sim:  # compose's base file says PAPER; the LIVE file would say LIVE
+        common["TRADING_MODE"] = "LIVE"
     if args.speed != 1.0:
         origin = LiveClock().now().replace(microsecond=0)
         common.update(CLOCK_SPEED=str(args.speed), CLOCK_ORIGIN=origin.isoformat())

@@ -29,6 +29,8 @@ __all__ = [
     "PostgresServer",
     "RedisServer",
     "free_port",
+    "postgres_binaries",
+    "redis_binary",
     "resolve_postgres",
     "resolve_redis",
 ]
@@ -171,6 +173,7 @@ class PostgresServer:
     port: int = field(default_factory=free_port)
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pg-")))
     user: str | None = None
+    _options: str = ""
 
     @property
     def url(self) -> str:
@@ -194,10 +197,19 @@ class PostgresServer:
             f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
-        log = str(self.directory / "postgres.log")
-        self._run(self.pg_ctl, "-D", str(data), "-o", options, "-l", log, "-w", "start")
-        _wait_until(lambda: postgres_answers(self.url), 30, f"postgres on port {self.port}")
+        self._options = options
+        self.resume()
         return self
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data, as an outage would; :meth:`resume` ends it."""
+        self._run(self.pg_ctl, "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        log = str(self.directory / "postgres.log")
+        data = str(self.directory / "data")
+        self._run(self.pg_ctl, "-D", data, "-o", self._options, "-l", log, "-w", "start")
+        _wait_until(lambda: postgres_answers(self.url), 30, f"postgres on port {self.port}")
 
     def stop(self) -> None:
         with contextlib.suppress(HarnessError, subprocess.TimeoutExpired):
@@ -213,6 +225,17 @@ def _unprivileged_user() -> str:
         except KeyError:
             continue
     raise HarnessError("running as root and no unprivileged user (postgres, nobody) for initdb")
+
+
+def postgres_binaries() -> tuple[str, str]:
+    """initdb and pg_ctl, for a test that stops and starts its own Postgres."""
+    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        raise HarnessError(
+            "This test stops and restarts its own Postgres and needs initdb and pg_ctl "
+            "(Debian/Ubuntu: apt-get install postgresql)"
+        )
+    return initdb, pg_ctl
 
 
 def resolve_postgres() -> tuple[str, PostgresServer | None]:

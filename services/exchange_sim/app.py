@@ -8,13 +8,14 @@ WebSocket subscribers; ``/sim/...`` routes (never Coinbase paths) let tests inje
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, FastAPI, WebSocket
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.exchange_sim.auth import JwtVerifier, load_public_keys
@@ -34,7 +35,7 @@ from services.exchange_sim.rest import install_guard, market_router
 from services.exchange_sim.venue import Venue
 from services.exchange_sim.ws import WsHub
 from shared.aio import pause_unless_stopped
-from shared.candle_files import load_candles
+from shared.candle_files import Candle, load_candles
 from shared.clock import Clock
 from shared.logging import get_logger
 from shared.matching.types import FeeRates
@@ -60,6 +61,11 @@ class ExchangeSimSettings(ServiceSettings):
     )
     sim_replay_speed: float = Field(default=1.0, gt=0, le=10_000)
     sim_history_minutes: int = Field(default=2 * 24 * 60, ge=0, le=30 * 24 * 60)
+    sim_replay_warmup_candles: int = Field(
+        default=0, ge=0, le=10_000,
+        description="The first candles of each replay file are history before the start "
+        "(served to candle backfill, so strategies start warm), not replayed.",
+    )  # fmt: skip
     sim_public_rate_per_s: int = Field(default=10, ge=1)
     sim_private_rate_per_s: int = Field(default=30, ge=1)
     sim_ws_rate_per_s: int = Field(default=8, ge=1)
@@ -71,6 +77,13 @@ class ExchangeSimSettings(ServiceSettings):
     sim_taker_fee_rate: Decimal = Decimal("0.012")
     sim_sequence_scope: Literal["connection", "product"] = "connection"
     sim_subscribe_timeout_s: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _warmup_at_replay_speed(self) -> ExchangeSimSettings:
+        if self.sim_replay_warmup_candles and self.sim_replay_speed != 1:
+            # history candles keep their length; a faster replay's would not match them
+            raise ValueError("SIM_REPLAY_WARMUP_CANDLES needs SIM_REPLAY_SPEED 1 (use CLOCK_SPEED)")
+        return self
 
     def product_ids(self) -> list[str] | None:
         ids = [p.strip() for p in self.sim_products.split(",") if p.strip()]
@@ -100,8 +113,11 @@ class ShiftedReplay:
 
 def _sources(
     settings: ExchangeSimSettings, products: dict[str, ListedProduct], start: datetime
-) -> dict[str, MarketSource]:
+) -> tuple[dict[str, MarketSource], dict[str, list[Candle]]]:
+    """Each product's market, and the history served before ``start`` (replays only)."""
     sources: dict[str, MarketSource] = {}
+    histories: dict[str, list[Candle]] = {}
+    warmup = settings.sim_replay_warmup_candles
     for index, (product_id, listing) in enumerate(products.items()):
         seed = settings.sim_seed * 1000 + index
         if settings.sim_replay_dir is None:
@@ -109,12 +125,18 @@ def _sources(
             continue
         path = _replay_file(settings.sim_replay_dir, product_id)
         candles = load_candles(path)
-        if len(candles) < 2:
-            raise ValueError(f"{path}: a replay needs at least two candles")
+        if len(candles) < warmup + 2:
+            raise ValueError(f"{path}: a replay needs at least two candles after the warm-up")
         granularity_s = candles[1].start - candles[0].start
-        replay = ReplayMarket(listing.profile, candles, granularity_s, seed)
+        replay = ReplayMarket(listing.profile, candles[warmup:], granularity_s, seed)
         sources[product_id] = ShiftedReplay(replay, start, settings.sim_replay_speed)
-    return sources
+        # the warm-up candles end with the bucket before the one the replay starts in
+        first = int(start.timestamp()) // granularity_s * granularity_s - warmup * granularity_s
+        histories[product_id] = [
+            replace(candle, start=first + i * granularity_s)
+            for i, candle in enumerate(candles[:warmup])
+        ]
+    return sources, histories
 
 
 def _replay_file(directory: Path, product_id: str) -> Path:
@@ -128,9 +150,10 @@ def _replay_file(directory: Path, product_id: str) -> Path:
 def build_venue(settings: ExchangeSimSettings, start: datetime) -> Venue:
     """The venue at ``start``: products, markets, history for candle backfill, balances."""
     products = listed(settings.product_ids())
+    sources, histories = _sources(settings, products, start)
     venue = Venue(
         products,
-        _sources(settings, products, start),
+        sources,
         fees=FeeRates(maker=settings.sim_maker_fee_rate, taker=settings.sim_taker_fee_rate),
         balances=settings.sim_balances,
         seed=settings.sim_seed,
@@ -146,6 +169,8 @@ def build_venue(settings: ExchangeSimSettings, start: datetime) -> Venue:
                     settings.sim_history_minutes,
                 )  # fmt: skip
             )
+    for product_id, history in histories.items():
+        venue.candles[product_id].extend(history)
     venue.step(start)
     venue.take_events()
     return venue

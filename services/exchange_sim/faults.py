@@ -1,8 +1,8 @@
 """Faults exchange-sim can inject, changed at run time through ``PUT /sim/faults``.
 
 Tests use them to prove the client survives what Coinbase does on a bad day: slow
-answers, 5xx, a create-order that never answers (after or before the order was taken),
-dropped WebSocket messages (sequence gaps) and dropped connections.
+answers, 429 storms, 5xx, a create-order that never answers (after or before the order
+was taken), dropped WebSocket messages (sequence gaps) and dropped connections.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ class Faults(BaseModel):
 
     latency_ms: float = Field(default=0, ge=0, le=60_000, description="Added to every answer.")
     error_rate: float = Field(default=0, ge=0, le=1, description="Share of requests given 503.")
+    throttle_rate: float = Field(
+        default=0, ge=0, le=1, description="Share of requests given 429, a rate-limit storm."
+    )
     create_order: list[CreateOrderFault] = Field(
         default_factory=list, description="Faults for the next create-order calls, in order."
     )
@@ -52,6 +55,9 @@ class FaultPlan:
 
     def fail_request(self) -> bool:
         return self.faults.error_rate > 0 and self._rng.random() < self.faults.error_rate
+
+    def throttle_request(self) -> bool:
+        return self.faults.throttle_rate > 0 and self._rng.random() < self.faults.throttle_rate
 
     def next_create_order_fault(self) -> CreateOrderFault | None:
         queue = self.faults.create_order

@@ -52,7 +52,7 @@ def install_guard(app: FastAPI, context: SimContext) -> None:
                 return JSONResponse({"error": "UNAUTHENTICATED", "message": str(exc)}, 401)
         limiter = context.private_limit if private else context.public_limit
         verdict = limiter.check(identity, context.clock.now().timestamp())
-        if not verdict.allowed:
+        if not verdict.allowed or context.faults.throttle_request():
             return HTMLResponse(TOO_MANY, 429, headers=verdict.headers())
         if context.faults.fail_request():
             response: Response = JSONResponse(
