@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
@@ -126,8 +127,9 @@ def _router(limiter: RedisLimiter) -> APIRouter:
         try:
             with _store_errors_as_503():
                 decision = await limiter.reserve(request.channel, request.cost, request.max_wait_s)
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
+        except ValueError as exc:  # over the burst: a 422 shaped like the schema's others
+            error = {"type": "value_error", "loc": ("body", "cost"), "msg": str(exc)}
+            raise RequestValidationError([error]) from None
         if decision.granted:
             GRANTED.labels(request.channel).inc(request.cost)
             WAIT.labels(request.channel).observe(decision.wait_s)

@@ -8,7 +8,7 @@ Routes only translate to the service.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +24,13 @@ __all__ = ["control_router"]
 _log = get_logger("risk.api")
 _bearer = HTTPBearer(auto_error=False, description="a token signed with CONTROL_API_TOKEN")
 ProductId = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,10}-[A-Z]{2,5}$")]
+# As POST /v1/flatten returns them (flt-<hex>); anything else is looked up nowhere.
+FlattenId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# Postgres text cannot hold a NUL character: refused here, not by the audit write.
+Reason = Annotated[
+    str, Field(min_length=1, max_length=500, pattern=r"^[^\x00]*$",
+               description="Why; kept in the audit. Any text without NUL characters."),
+]  # fmt: skip
 
 
 class _Body(BaseModel):
@@ -31,18 +38,18 @@ class _Body(BaseModel):
 
 
 class PauseRequest(_Body):
-    reason: str = Field(min_length=1, max_length=500, description="Why; kept in the audit.")
+    reason: Reason
 
 
 class ResumeRequest(_Body):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Reason
     reset_high_water_mark: bool = Field(
         default=False, description="Accept the current drawdown: measure from today's equity."
     )
 
 
 class FlattenRequest(_Body):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Reason
     products: list[ProductId] | None = Field(
         default=None, min_length=1, description="Products to flatten; omitted: every position."
     )
@@ -126,7 +133,7 @@ def control_router(service: RiskService, verifier: ControlTokenVerifier) -> APIR
         return job.to_json()
 
     @router.get("/flatten/{flatten_id}", responses={404: {"description": "No such flatten."}})
-    async def flatten_progress(flatten_id: str, _actor: Actor) -> dict[str, Any]:
+    async def flatten_progress(flatten_id: FlattenId, _actor: Actor) -> dict[str, Any]:
         """A flatten's progress per product, until every one is FLAT."""
         job: FlattenJob | None = await service.flatten_job(flatten_id)
         if job is None:
