@@ -30,7 +30,6 @@ import asyncio
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -43,7 +42,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -61,6 +59,7 @@ from shared.coinbase.auth import CdpCredentials
 from shared.coinbase.rest import CoinbaseRest
 from shared.db import Fill, Order, RiskIntent
 from tests.support.polling import eventually
+from tests.support.stack_config import trading_config
 from tests.support.venue import CdpTestKey
 
 SEED = int(os.environ.get("CHAOS_SEED", "20261124"))
@@ -101,16 +100,7 @@ class Chaos:
 
 
 def _config(tmp_path: Path) -> Path:
-    target = tmp_path / "config"
-    shutil.copytree(ROOT / "config", target)
-    (target / "strategies.yaml").write_text(yaml.safe_dump(STRATEGIES))
-    policy = yaml.safe_load((target / "policy.yaml").read_text())
-    policy["risk"].update(RISK)
-    (target / "policy.yaml").write_text(yaml.safe_dump(policy))
-    universe = yaml.safe_load((target / "universe.yaml").read_text())
-    universe["products"] = [p for p in universe["products"] if p["product_id"] in PRODUCTS]
-    (target / "universe.yaml").write_text(yaml.safe_dump(universe))
-    return target
+    return trading_config(tmp_path, STRATEGIES, RISK, PRODUCTS)
 
 
 def _history(directory: Path, minutes: int = 600) -> Path:

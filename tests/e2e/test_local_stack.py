@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from shared.candle_files import Candle, write_candles
 from shared.db import Fill, Order, RiskDecision, RiskIntent
 from tests.support.polling import eventually
 from tests.support.promtool import prometheus as prometheus_binary
+from tests.support.stack_config import trading_config
 
 PRODUCTS = {"BTC-USD": 60_000, "ETH-USD": 3_000}
 TOKEN = "local-stack-control-token-3b9d5e"
@@ -73,16 +73,7 @@ METRICS = {  # a metric each service exports, by service
 
 
 def _config(tmp_path: Path) -> Path:
-    target = tmp_path / "config"
-    shutil.copytree(ROOT / "config", target)
-    (target / "strategies.yaml").write_text(yaml.safe_dump(STRATEGIES))
-    policy = yaml.safe_load((target / "policy.yaml").read_text())
-    policy["risk"].update(RISK)
-    (target / "policy.yaml").write_text(yaml.safe_dump(policy))
-    universe = yaml.safe_load((target / "universe.yaml").read_text())
-    universe["products"] = [p for p in universe["products"] if p["product_id"] in PRODUCTS]
-    (target / "universe.yaml").write_text(yaml.safe_dump(universe))
-    return target
+    return trading_config(tmp_path, STRATEGIES, RISK, PRODUCTS)
 
 
 def _history(directory: Path, minutes: int = 600) -> Path:
