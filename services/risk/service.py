@@ -260,6 +260,11 @@ class RiskService:
             await self._ensure_fresh()
             now = self._clock.now()
             if isinstance(report, OrderFilled):
+                if not await self._issued(report.intent_id):
+                    _log.warning("fill refused: risk never issued its intent",
+                                 intent_id=report.intent_id, trade_id=report.trade_id,
+                                 product_id=report.product_id)  # fmt: skip
+                    return
                 fill = AppliedFill(report.trade_id, report.intent_id, report.product_id,
                                    report.side, report.price, report.size, report.fee)  # fmt: skip
                 effects = self.engine.on_fill(fill, now)
@@ -268,6 +273,11 @@ class RiskService:
             else:
                 return
             await self._apply(effects, envelope.origin_ts)
+
+    async def _issued(self, intent_id: str) -> bool:
+        """Whether risk issued ``intent_id``: open here, or finished (a late fill) and in
+        Postgres. A fill of any other intent is no position of ours."""
+        return intent_id in self.engine.book.intents.by_id or await self.store.issued(intent_id)
 
     async def on_tick(self, envelope: Envelope[Payload], delivery: Delivery) -> None:
         del delivery

@@ -185,6 +185,16 @@ class RiskStore:
         open_order = intent is not None and intent.finished_at is None
         return decision, _order(intent) if open_order else None
 
+    async def issued(self, intent_id: str) -> bool:
+        """Whether risk issued ``intent_id`` in this mode, finished or not."""
+        async with self._engine.connect() as connection:
+            found = await connection.execute(
+                select(RiskIntent.intent_id).where(
+                    RiskIntent.intent_id == intent_id, RiskIntent.mode == self.mode
+                )
+            )
+            return found.first() is not None
+
     async def open_orders(self) -> list[PlaceOrder]:
         """The order of every intent not yet reported finished, oldest first."""
         async with self._engine.connect() as connection:

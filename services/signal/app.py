@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from services.signal.engine import SignalEngine
 from services.signal.proposals import actionable, to_proposal
-from services.signal.rebuild import candle_of, rebuild_from_stream
+from services.signal.rebuild import begun, candle_of, rebuild_from_stream
 from services.signal.strategies import build_strategies
 from services.signal.strategies.base import Signal, Tick
 from shared.aio import pause_unless_stopped
@@ -76,6 +76,12 @@ class SignalService:
         candle = envelope.data
         if not isinstance(candle, CandleClosed):
             return
+        if not begun(candle, self._clock.now()):
+            _log.warning(
+                "candle refused: its bucket has not begun", product_id=candle.product_id,
+                granularity_s=candle.granularity_s, start=candle.start.isoformat(),
+            )  # fmt: skip
+            return
         signals = self.engine.on_candle(candle.product_id, candle.granularity_s, candle_of(candle))
         if not signals:
             return
@@ -117,18 +123,24 @@ class SignalService:
 class RebuildThenConsume:
     """Rebuild the strategies from handled candles, then run the candle consumer."""
 
-    def __init__(self, redis: Redis, keys: BusKeys, engine: SignalEngine, consumer: StreamConsumer):
+    def __init__(
+        self, redis: Redis, keys: BusKeys, engine: SignalEngine, consumer: StreamConsumer,
+        clock: Clock,
+    ) -> None:  # fmt: skip
         self._redis = redis
         self._keys = keys
         self._engine = engine
         self._consumer = consumer
+        self._clock = clock
         self._stop = asyncio.Event()
         self.rebuilt = False
 
     async def run(self) -> None:
         while not self._stop.is_set() and not self.rebuilt:
             try:
-                await rebuild_from_stream(self._redis, self._keys, GROUP, self._engine)
+                await rebuild_from_stream(
+                    self._redis, self._keys, GROUP, self._engine, self._clock.now()
+                )
                 self.rebuilt = True
             except RedisError as exc:
                 _log.warning("rebuild waits for redis", error=f"{type(exc).__name__}: {exc}")
@@ -177,7 +189,7 @@ def bootstrap(
         service.on_tick,
         keys=keys,
     )
-    candle_worker = RebuildThenConsume(redis, keys, engine, candles)
+    candle_worker = RebuildThenConsume(redis, keys, engine, candles, clock)
 
     async def rebuilt() -> bool:
         return candle_worker.rebuilt

@@ -8,6 +8,7 @@ the last acknowledged candle was handled.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import cast
 
 from redis.asyncio import Redis
@@ -20,7 +21,7 @@ from shared.candle_files import Candle
 from shared.logging import get_logger
 from shared.messages import CandleClosed, MessageError, decode
 
-__all__ = ["candle_of", "rebuild_from_stream"]
+__all__ = ["begun", "candle_of", "rebuild_from_stream"]
 
 _log = get_logger("signal.rebuild")
 _PAGE = 1000
@@ -33,8 +34,17 @@ def candle_of(payload: CandleClosed) -> Candle:
     )  # fmt: skip
 
 
-async def rebuild_from_stream(redis: Redis, keys: BusKeys, group: str, engine: SignalEngine) -> int:
-    """Replay the group's handled candles into ``engine``; returns how many were fed."""
+def begun(payload: CandleClosed, now: datetime) -> bool:
+    """Whether the candle's bucket has begun by ``now``. One that has not comes from no
+    venue; fed to the strategies, it would make every real candle after it look stale."""
+    return payload.start <= now
+
+
+async def rebuild_from_stream(
+    redis: Redis, keys: BusKeys, group: str, engine: SignalEngine, now: datetime
+) -> int:
+    """Replay the group's handled candles into ``engine``, as the live handler took them
+    at ``now``; returns how many were fed."""
     stream = keys.stream(CandleClosed.STREAM)
     last_delivered = await _last_delivered(redis, stream, group)
     if last_delivered is None:
@@ -49,7 +59,7 @@ async def rebuild_from_stream(redis: Redis, keys: BusKeys, group: str, engine: S
         for entry_id, fields in page:
             if text(entry_id) in pending:
                 continue
-            fed += _feed(engine, fields.get(ENVELOPE_FIELD.encode()))
+            fed += _feed(engine, fields.get(ENVELOPE_FIELD.encode()), now)
         if len(page) < _PAGE:
             break
         start = "(" + text(page[-1][0])
@@ -57,7 +67,7 @@ async def rebuild_from_stream(redis: Redis, keys: BusKeys, group: str, engine: S
     return fed
 
 
-def _feed(engine: SignalEngine, raw: bytes | None) -> int:
+def _feed(engine: SignalEngine, raw: bytes | None, now: datetime) -> int:
     if raw is None:
         return 0
     try:
@@ -65,7 +75,7 @@ def _feed(engine: SignalEngine, raw: bytes | None) -> int:
     except MessageError:
         return 0  # it was dead-lettered when first read
     payload = envelope.data
-    if not isinstance(payload, CandleClosed):
+    if not isinstance(payload, CandleClosed) or not begun(payload, now):
         return 0
     engine.on_candle(payload.product_id, payload.granularity_s, candle_of(payload))
     return 1

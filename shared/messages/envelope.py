@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 P = TypeVar("P", bound=Payload)
+MAX_NS = 2**63 - 1  # the latest nanosecond a signed 64-bit timestamp holds (year 2262)
 
 
 class MessageError(ValueError):
@@ -65,10 +66,11 @@ class Envelope(BaseModel, Generic[P]):
     type: str
     v: int = Field(ge=1)
     id: str = Field(min_length=1, max_length=128)
-    ts: int = Field(ge=0, description="When this envelope was created, ns since epoch.")
+    ts: int = Field(ge=0, le=MAX_NS, description="When this envelope was created, ns since epoch.")
     origin_ts: int = Field(
-        ge=0, description="When the market-data event that started this chain happened, ns."
-    )
+        ge=0, le=MAX_NS,
+        description="When the market-data event that started this chain happened, ns.",
+    )  # fmt: skip
     data: P
 
 

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.messages.types import Dec, UtcDatetime
+from shared.messages.types import Dec, Name, ProductId, UtcDatetime
 from shared.money import Side
 
 __all__ = [
@@ -64,7 +64,7 @@ class TickUpdated(Payload):
     VERSION: ClassVar[int] = 1
     STREAM: ClassVar[str] = "md.ticks"
 
-    product_id: str
+    product_id: ProductId
     best_bid: Dec = Field(gt=0)
     best_bid_size: Dec = Field(ge=0)
     best_ask: Dec = Field(gt=0)
@@ -87,7 +87,7 @@ class CandleClosed(Payload):
     VERSION: ClassVar[int] = 1
     STREAM: ClassVar[str] = "md.candles"
 
-    product_id: str
+    product_id: ProductId
     granularity_s: int = Field(gt=0)
     start: UtcDatetime
     open: Dec = Field(gt=0)
@@ -117,7 +117,7 @@ class BookUpdated(Payload):
     VERSION: ClassVar[int] = 1
     STREAM: ClassVar[str] = "md.books"
 
-    product_id: str
+    product_id: ProductId
     bids: tuple[BookLevel, ...]
     asks: tuple[BookLevel, ...]
     exchange_time: UtcDatetime
@@ -152,9 +152,9 @@ class TradeProposed(Payload):
     VERSION: ClassVar[int] = 1
     STREAM: ClassVar[str] = "signal.proposals"
 
-    proposal_id: str
-    strategy: str
-    product_id: str
+    proposal_id: Name
+    strategy: str = Field(max_length=64)
+    product_id: ProductId
     side: Side
     action: ProposalAction
     quote_size: Dec = Field(gt=0, description="Desired notional in quote currency (USD).")
@@ -187,10 +187,10 @@ class ProposalDecided(Payload):
     VERSION: ClassVar[int] = 1
     STREAM: ClassVar[str] = "risk.decisions"
 
-    proposal_id: str
-    product_id: str
+    proposal_id: Name
+    product_id: ProductId
     outcome: DecisionOutcome
-    strategy: str = ""
+    strategy: str = Field(default="", max_length=64)
     action: ProposalAction = ProposalAction.ENTRY
     requested_quote_size: Dec = Field(gt=0)
     approved_quote_size: Dec = Field(ge=0)
@@ -229,15 +229,15 @@ class PlaceOrder(Payload):
     VERSION: ClassVar[int] = 1
     STREAM: ClassVar[str] = "risk.orders"
 
-    intent_id: str
+    intent_id: Name
     kind: IntentKind
-    product_id: str
+    product_id: ProductId
     side: Side
     base_size: Dec | None = Field(default=None, gt=0)
     quote_size: Dec | None = Field(default=None, gt=0)
     reference_mid: Dec = Field(gt=0)
     liquidity: LiquidityPreference
-    proposal_id: str | None = None
+    proposal_id: Name | None = None
     issued_at: UtcDatetime
 
     @model_validator(mode="after")
@@ -258,7 +258,7 @@ class CancelOrders(Payload):
     STREAM: ClassVar[str] = "risk.orders"
 
     command_id: str
-    product_ids: tuple[str, ...] = Field(default=(), description="Empty: every product.")
+    product_ids: tuple[ProductId, ...] = Field(default=(), description="Empty: every product.")
     kinds: tuple[IntentKind, ...] = Field(min_length=1)
     reason: str
     issued_at: UtcDatetime
@@ -302,9 +302,9 @@ class OrderUpdated(Payload):
     STREAM: ClassVar[str] = "exec.reports"
 
     client_order_id: str
-    intent_id: str
+    intent_id: Name
     venue_order_id: str | None = None
-    product_id: str
+    product_id: ProductId
     side: Side
     status: OrderStatus
     filled_size: Dec = Field(ge=0)
@@ -321,9 +321,9 @@ class IntentFinished(Payload):
     VERSION: ClassVar[int] = 1
     STREAM: ClassVar[str] = "exec.reports"
 
-    intent_id: str
+    intent_id: Name
     kind: IntentKind
-    product_id: str
+    product_id: ProductId
     side: Side
     status: OrderStatus = Field(description="FILLED, CANCELLED, REJECTED or EXPIRED.")
     filled_base: Dec = Field(ge=0)
@@ -347,9 +347,9 @@ class OrderFilled(Payload):
     STREAM: ClassVar[str] = "exec.reports"
 
     client_order_id: str
-    intent_id: str
+    intent_id: Name
     trade_id: str
-    product_id: str
+    product_id: ProductId
     side: Side
     price: Dec = Field(gt=0)
     size: Dec = Field(gt=0)

@@ -1,4 +1,4 @@
-"""Field types shared by every message: exact decimals and UTC timestamps."""
+"""Field types shared by every message: exact decimals, bounded ids and UTC timestamps."""
 
 from __future__ import annotations
 
@@ -6,17 +6,31 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer
 
 from shared.clock import ensure_utc
 from shared.money import to_decimal
 
-__all__ = ["Dec", "UtcDatetime"]
+__all__ = ["Dec", "Name", "ProductId", "UtcDatetime"]
+
+# No price, size, fee or notional comes near these bounds. A number beyond them is not a
+# market's: it would overflow decimal arithmetic, a float indicator or a database column.
+MAX_INTEGER_DIGITS = 30
+MAX_FRACTION_DIGITS = 60
 
 
 def _parse_decimal(value: Any) -> Decimal:
     # Strings on the wire; floats are refused so no producer can lose precision silently.
-    return to_decimal(value)
+    result = to_decimal(value)
+    exponent = result.as_tuple().exponent
+    if result.adjusted() >= MAX_INTEGER_DIGITS or (
+        isinstance(exponent, int) and exponent < -MAX_FRACTION_DIGITS
+    ):
+        raise ValueError(
+            f"out of range: more than {MAX_INTEGER_DIGITS} digits before the point or "
+            f"{MAX_FRACTION_DIGITS} after it"
+        )
+    return result
 
 
 Dec = Annotated[
@@ -25,6 +39,13 @@ Dec = Annotated[
     PlainSerializer(lambda d: str(d), return_type=str, when_used="json"),
 ]
 """A Decimal that travels as a string and round-trips exactly (``"0.00010"`` stays so)."""
+
+ProductId = Annotated[str, Field(max_length=32)]
+"""A product id such as ``BTC-USD``, no longer than the columns that store it."""
+
+Name = Annotated[str, Field(max_length=100)]
+"""An id others refer to (a proposal, an intent): it fits the columns that store it, and
+the ids of the envelopes derived from it (``exec:finished:<intent id>``) fit theirs."""
 
 
 def _refuse_numbers(value: Any) -> Any:
