@@ -10,6 +10,7 @@ while open or once fully filled.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -172,18 +173,43 @@ class MatchingEngine:
     def _within_budget(
         self, executions: list[Level], budget: Decimal, rules: ProductRules
     ) -> list[Level]:
-        """Trim the last execution until value plus rounded commissions fit ``budget``."""
-
-        def cost() -> Decimal:
-            values = [price * size for price, size in executions]
-            fees = [self._commission(value, Liquidity.TAKER, rules) for value in values]
-            return sum(values, Decimal(0)) + sum(fees, Decimal(0))
-
-        while executions and cost() > budget:
+        """Trim the last execution until value plus rounded commissions fit ``budget``:
+        to the largest size, whole increments less, that fits, or away and on to the one
+        before."""
+        while executions and self._cost(executions, rules) > budget:
             price, size = executions.pop()
-            if size > rules.base_increment:
-                executions.append((price, size - rules.base_increment))
+            trimmed = self._largest_fitting(executions, price, size, budget, rules)
+            if trimmed is not None:
+                executions.append((price, trimmed))
         return executions
+
+    def _largest_fitting(
+        self, before: list[Level], price: Decimal, size: Decimal, budget: Decimal,
+        rules: ProductRules,
+    ) -> Decimal | None:  # fmt: skip
+        """The largest of ``size`` less one, two... increments (above zero) that fits
+        ``budget`` after ``before``, or None. Cost never falls as size grows, so a
+        bisection finds it; one increment at a time, a cent of rounded fee on a cheap
+        coin is thousands of steps."""
+        increment = rules.base_increment
+
+        def fits(steps: int) -> bool:
+            return self._cost([*before, (price, size - steps * increment)], rules) <= budget
+
+        most = math.ceil(size / increment) - 1  # the most steps that leave some size
+        if most < 1 or not fits(most):
+            return None
+        fewest, enough = 0, most  # fits(enough), and not fits(fewest)
+        while enough - fewest > 1:
+            middle = (fewest + enough) // 2
+            fewest, enough = (fewest, middle) if fits(middle) else (middle, enough)
+        return size - enough * increment
+
+    def _cost(self, executions: list[Level], rules: ProductRules) -> Decimal:
+        """Value plus taker commissions, each rounded as it would be charged."""
+        values = [price * size for price, size in executions]
+        fees = [self._commission(value, Liquidity.TAKER, rules) for value in values]
+        return sum(values, Decimal(0)) + sum(fees, Decimal(0))
 
     def _limit_executions(
         self, request: OrderRequest, rules: ProductRules, levels: Sequence[Level]

@@ -200,6 +200,34 @@ def test_quote_buy_gives_up_an_increment_when_rounded_fees_would_overspend():
     assert order.filled_value == D("0.830083") and order.total_fees == 0
 
 
+def test_quote_buy_of_a_cheap_coin_finds_the_largest_fitting_size_in_few_steps():
+    # A cent of rounded fee is over a hundred thousand increments of a $25 coin: the size
+    # is found by bisection, not by giving up one increment at a time.
+    avax = ProductRules(
+        product_id="AVAX-USD", base_increment=D("0.00000001"), quote_increment=D("0.01"),
+        price_increment=D("0.01"), base_min_size=D("0.00000001"), base_max_size=D("100000"),
+        quote_min_size=D("1"), quote_max_size=D("100000"),
+    )  # fmt: skip
+    commissions = count()
+
+    class Counting(MatchingEngine):
+        def _commission(self, value: D, liquidity: Liquidity, rules: ProductRules) -> D:
+            next(commissions)
+            return super()._commission(value, liquidity, rules)
+
+    ids = count(1)
+    engine = Counting({"AVAX-USD": avax}, FEES, order_ids=lambda: f"o-{next(ids)}",
+                      trade_ids=lambda: f"t-{next(ids)}")  # fmt: skip
+    book = make_book(asks=[("25.03", "100")], product="AVAX-USD")
+    order = engine.submit(market(Side.BUY, quote="100", product="AVAX-USD"), book, NOW,
+                          consume=False)  # fmt: skip
+    assert order.filled_size == D("3.97123451")  # what stepping an increment at a time gives
+    assert order.filled_value + order.total_fees <= 100
+    more = (order.filled_size + avax.base_increment) * D("25.03")
+    assert more + (more * FEES.taker).quantize(D("0.01")) > 100  # one increment more overspends
+    assert next(commissions) < 100
+
+
 def test_market_remainder_is_cancelled_immediately():
     engine = make_engine()
     partial = engine.submit(
