@@ -169,6 +169,13 @@ def _state(stack: Stack, built: Plan) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _write_atomically(path: Path, content: str) -> None:
+    """Whoever waits for ``path`` sees it whole or not at all, never half written."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(content)
+    os.replace(partial, path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     servers: list[Any] = []  # the throwaway Redis and Postgres started here, if any
@@ -202,7 +209,7 @@ def _run(args: argparse.Namespace, servers: list[Any]) -> int:
         names = ", ".join(s.name for s in built.services)
         print(f"paper: the stack is up ({names}); Ctrl-C stops it", flush=True)
         if args.state_file is not None:
-            args.state_file.write_text(json.dumps(_state(stack, built), indent=2))
+            _write_atomically(args.state_file, json.dumps(_state(stack, built), indent=2))
         stop.wait()
     finally:
         statuses = stack.stop()
