@@ -29,15 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from psycopg import sql
 
 from deploy.local.compose import ROOT, ComposeError, Plan, plan, read_env_file
 from deploy.local.servers import HarnessError, free_port, resolve_postgres, resolve_redis
 from deploy.local.stack import Stack, StackError
 from shared.clock import LiveClock
+from shared.coinbase.auth import CdpCredentials, new_private_key_pem
+from shared.coinbase.errors import CredentialsError
 
 DATABASE = "cbtrader_paper"  # on a Postgres found or started here, the stack's own database
 TOKEN_FILE = ROOT / ".paper" / "control-token"
@@ -100,22 +99,11 @@ def _sim_credentials(values: dict[str, str]) -> dict[str, str]:
     """The CDP key execution signs with and exchange-sim accepts: the one given in
     CB_API_KEY/CB_API_SECRET, or one made for this run (it is never written anywhere)."""
     name, secret = values.get("CB_API_KEY"), values.get("CB_API_SECRET")
-    if name and secret:
-        key = load_pem_private_key(secret.replace("\\n", "\n").encode(), password=None)
-    else:
-        name, key = (
-            "organizations/local-rehearsal/apiKeys/sim",
-            ec.generate_private_key(ec.SECP256R1()),
-        )
-        secret = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        ).decode()  # fmt: skip
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return {"CB_API_KEY": name, "CB_API_SECRET": secret,
-            "SIM_API_KEYS": json.dumps({name: public.decode()})}  # fmt: skip
+    if not (name and secret):
+        name, secret = "organizations/local-rehearsal/apiKeys/sim", new_private_key_pem()
+    credentials = CdpCredentials.parse(name, secret)  # a bad key: an error naming it
+    accepted = json.dumps({credentials.key_name: credentials.public_pem()})
+    return {"CB_API_KEY": name, "CB_API_SECRET": secret, "SIM_API_KEYS": accepted}
 
 
 def _generated_token() -> str:
@@ -181,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     servers: list[Any] = []  # the throwaway Redis and Postgres started here, if any
     try:
         return _run(args, servers)
-    except (HarnessError, ComposeError, StackError, psycopg.Error) as exc:
+    except (HarnessError, ComposeError, StackError, CredentialsError, psycopg.Error) as exc:
         print(f"paper: {exc}", file=sys.stderr, flush=True)
         return 2
     finally:

@@ -70,8 +70,10 @@ def token_auth(verifier: ControlTokenVerifier) -> Any:
         try:
             if credentials is None:
                 raise Refused("missing bearer token")
+            # the decoded path, whole: what a client signs (request.url would re-parse a
+            # decoded "?" in a segment as the start of a query)
             accepted = await verifier.verify(
-                credentials.credentials, request.method, request.url.path
+                credentials.credentials, request.method, request.scope["path"]
             )
         except Refused as exc:
             _log.warning("control request refused", method=request.method,

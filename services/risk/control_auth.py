@@ -3,7 +3,7 @@
 ``CONTROL_API_TOKEN`` is a shared secret that never travels. Each request carries
 ``Authorization: Bearer <JWT>``, an HS256 JWT signed with the secret, with the claims
 
-- ``uri``: ``"METHOD /path"`` of this request (no query string), so a token for
+- ``uri``: ``"METHOD /path"`` of this request (decoded, no query string), so a token for
   ``GET /v1/status`` cannot pause trading;
 - ``iat`` and ``exp``: issued now, valid for at most :data:`MAX_LIFETIME_S`;
 - ``jti``: a random id; risk remembers every id it accepted (in Redis, until the token
@@ -22,7 +22,6 @@ import re
 import secrets
 from collections.abc import Generator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import httpx
 import jwt
@@ -71,10 +70,10 @@ def mint_token(
     lifetime_s: int = 60,
     clock: Clock | None = None,
 ) -> str:
-    """A token for one request: ``method`` and ``path`` (a query string is ignored)."""
+    """A token for one request: ``method`` and ``path``, decoded, without the query."""
     now = int((clock or LiveClock()).now().timestamp())
     claims = {
-        "uri": f"{method.upper()} {path.split('?', 1)[0]}",
+        "uri": f"{method.upper()} {path}",
         "iat": now,
         "exp": now + lifetime_s,
         "jti": secrets.token_urlsafe(18),
@@ -136,7 +135,7 @@ class ControlTokenVerifier:
         when its first use cannot be checked."""
         claims = self._claims(token)
         now = self._clock.now().timestamp()
-        if claims.uri != f"{method.upper()} {urlsplit(path).path}":
+        if claims.uri != f"{method.upper()} {path}":
             raise Refused("token was signed for another request")
         if not claims.issued - LEEWAY_S <= now <= claims.expires + LEEWAY_S:
             raise Refused("token expired or not yet valid")

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -117,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     secret = _secret(args)
     if args.command == "token":
-        print(mint_token(secret, args.method, args.path, actor=args.actor))
+        path = unquote(urlsplit(args.path).path)  # signed decoded, without a query
+        print(mint_token(secret, args.method, path, actor=args.actor))
         return 0
     method, path, body, query = request_of(args)
     try:

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import SecretStr
@@ -22,7 +24,13 @@ from pydantic import SecretStr
 from shared.clock import Clock
 from shared.coinbase.errors import CredentialsError
 
-__all__ = ["JWT_LIFETIME_S", "CdpCredentials", "credentials_from_env", "request_uri"]
+__all__ = [
+    "JWT_LIFETIME_S",
+    "CdpCredentials",
+    "credentials_from_env",
+    "new_private_key_pem",
+    "request_uri",
+]
 
 JWT_LIFETIME_S = 120
 _KEY_NAME = re.compile(r"^organizations/[^/\s]+/apiKeys/[^/\s]+$")
@@ -69,8 +77,28 @@ class CdpCredentials:
         headers = {"kid": self.key_name, "nonce": secrets.token_hex(16)}
         return jwt.encode(claims, self._private_key, algorithm="ES256", headers=headers)
 
+    def public_pem(self) -> str:
+        """The public half, for a venue that must accept this key (exchange-sim)."""
+        return (
+            self._private_key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+
     def __str__(self) -> str:
         return f"CdpCredentials(key_name={self.key_name!r})"
+
+
+def new_private_key_pem() -> str:
+    """A fresh P-256 private key in PEM: a key for exchange-sim, never for Coinbase."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
 
 
 def request_uri(method: str, host: str, path: str) -> str:

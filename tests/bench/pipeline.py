@@ -45,7 +45,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ from redis.asyncio import Redis
 
 from services.execution.orders import client_order_id
 from shared.bus import ENVELOPE_FIELD, BusKeys, create_redis
-from shared.clock import ScaledClock
+from shared.clock import LiveClock, ScaledClock
 from shared.config import load_config
 from shared.db import upgrade
 from shared.messages import (
@@ -295,7 +295,7 @@ async def _measure(redis_url: str, database_url: str, config_dir: Path) -> Figur
 async def _pipeline(
     redis: Redis, keys: BusKeys, redis_url: str, database_url: str, config_dir: Path
 ) -> Figures:
-    origin = datetime.now(UTC).replace(microsecond=0)
+    origin = LiveClock().now().replace(microsecond=0)
     clock = ScaledClock(origin, SPEED)
     common = {
         "REDIS_URL": redis_url, "BUS_PREFIX": keys.prefix, "CONFIG_DIR": str(config_dir),

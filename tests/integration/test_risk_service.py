@@ -205,6 +205,9 @@ async def test_every_control_route_refuses_missing_wrong_and_replayed_tokens(sta
             schema = (await anonymous.get("/openapi.json")).json()
         assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
         assert schema["paths"]["/v1/pause"]["post"]["security"] == [{"HTTPBearer": []}]
+        # a signed path with an encoded "?" is checked as signed, then refused for its shape
+        odd_id = await risk.client.get("/v1/flatten/a%3Fb%23c")
+        assert odd_id.status_code == 422, odd_id.text
         resumed = await risk.client.post("/v1/resume", json={"reason": "checked"})
         assert resumed.json()["state"] == "RUNNING"
     # only the accepted mutations are in the audit trail, each with who and from where

@@ -16,8 +16,6 @@ from typing import Any
 
 import httpx
 import uvicorn
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 
 from services.exchange_sim.app import ExchangeSimSettings, bootstrap
@@ -25,7 +23,7 @@ from services.exchange_sim.venue import Venue
 from services.rate_limiter.app import RateLimiterSettings
 from services.rate_limiter.app import bootstrap as rate_limiter_app
 from shared.clock import Clock, LiveClock
-from shared.coinbase.auth import CdpCredentials
+from shared.coinbase.auth import CdpCredentials, new_private_key_pem
 from shared.coinbase.rest import CoinbaseRest
 from shared.coinbase.transport import create_rest_http
 from shared.config import load_config
@@ -54,20 +52,8 @@ class CdpTestKey:
 
     @classmethod
     def generate(cls, key_id: str = "test-key") -> CdpTestKey:
-        key = ec.generate_private_key(ec.SECP256R1())
-        private = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        ).decode()
-        public = (
-            key.public_key()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode()
-        )
-        return cls(f"organizations/test-org/apiKeys/{key_id}", private, public)
+        name, private = f"organizations/test-org/apiKeys/{key_id}", new_private_key_pem()
+        return cls(name, private, CdpCredentials.parse(name, private).public_pem())
 
     def credentials(self) -> CdpCredentials:
         return CdpCredentials.parse(self.name, self.private_pem)
