@@ -313,6 +313,7 @@ class Backtest:
             if mid is not None:
                 self._to_venue(product_id, mid)
             await self.execution.on_place(issued.order, self.clock.now_ns())
+            await self.execution.drain()  # driven until quiet before the clock moves on
         await self._route_reports()
         self._schedule_timer()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from services.execution.app import ExecutionSettings, bootstrap
-from shared.coinbase import CoinbaseError
+from shared.coinbase.errors import CoinbaseError
 from shared.config import ConfigError
 from shared.service import run_service
 

@@ -14,14 +14,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
 from fastapi import FastAPI
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.execution.coinbase_venue import CoinbaseVenue
 from services.execution.paper import PaperVenue
 from services.execution.reports import RedisReports
 from services.execution.service import ExecutionService
@@ -30,12 +28,6 @@ from services.execution.venues import Venue
 from shared.aio import pause_unless_stopped
 from shared.bus import BusKeys, ConsumerSettings, Delivery, Handler, StreamConsumer, create_redis
 from shared.clock import Clock
-from shared.coinbase import (
-    CoinbaseRest,
-    CredentialsError,
-    create_rest_http,
-    credentials_from_env,
-)
 from shared.config import AppConfig, load_config
 from shared.db import make_engine
 from shared.db.calibrations import latest_cost_model
@@ -53,7 +45,6 @@ from shared.messages import (
 )
 from shared.money import Side
 from shared.products import ProductCatalog
-from shared.ratelimit import RateLimitClient
 from shared.service import Hook, Worker, create_app, postgres_ready, redis_ready
 from shared.settings import ServiceSettings
 
@@ -95,6 +86,9 @@ class ExecutionSettings(ServiceSettings):
     @model_validator(mode="after")
     def _live_needs_a_key(self) -> ExecutionSettings:
         if self.trading_mode is TradingMode.LIVE:
+            from shared.coinbase.auth import credentials_from_env
+            from shared.coinbase.errors import CredentialsError
+
             try:
                 credentials_from_env(self.key_env(), required=True)
             except CredentialsError as exc:
@@ -209,6 +203,16 @@ def build_venue(
             run_id=f"paper-{clock.now_ns()}",
         )  # fmt: skip
         return paper, []
+    # LIVE's HTTP and key-signing stack is loaded in LIVE only: PAPER has no use for it
+    # and it is about 10 MB of each process's memory.
+    import httpx
+
+    from services.execution.coinbase_venue import CoinbaseVenue
+    from shared.coinbase.auth import credentials_from_env
+    from shared.coinbase.rest import CoinbaseRest
+    from shared.coinbase.transport import create_rest_http
+    from shared.ratelimit.client import RateLimitClient
+
     limiter_http = httpx.AsyncClient(base_url=settings.rate_limiter_url, timeout=5)
     rest_http = create_rest_http(
         settings.coinbase_rest_url, RateLimitClient(limiter_http, config.ratelimits),
@@ -316,7 +320,11 @@ def bootstrap(
     readiness = {
         "redis": redis_ready(redis), "postgres": postgres_ready(database), "restored": restored,
     }  # fmt: skip
-    app = create_app(settings, workers=workers, on_shutdown=[close], readiness=readiness)
+
+    async def drain() -> None:  # the venue calls under way, as long as a worker may take
+        await service.drain(settings.shutdown_grace_s)
+
+    app = create_app(settings, workers=workers, on_shutdown=[drain, close], readiness=readiness)
     app.state.execution = service
     return app
 

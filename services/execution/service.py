@@ -9,6 +9,11 @@ every step of an intent, in this order:
    repeats ids the consumers have already seen.
 3. The venue: the step's orders, cancels and lookups; its answers make the next step.
 
+A new intent's handler returns once the intent and its first step are in Postgres:
+driving it (reporting, sending, what the venue answers) goes on in a task of its own that
+holds the intent's lock, so the next command is not held up by this one's venue call, and
+a cancel of it waits for it. :meth:`ExecutionService.drain` waits for those tasks.
+
 Venue reports for another intent than the one being driven (the paper venue settles
 every order that has arrived, not just the one it was given) wait in an inbox for the
 timer loop, which also polls the venue and fires the state machines' TTLs.
@@ -145,6 +150,7 @@ class ExecutionService:
         self._modeled_tiers = {str(tier) for tier in self._costs.tiers}
         # (intent, order) -> taker size and cost so far; observed when the intent ends
         self._taker_orders: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+        self._driving: set[asyncio.Task[None]] = set()
         self.restored = asyncio.Event()
 
     @property
@@ -211,7 +217,8 @@ class ExecutionService:
     # --- commands -----------------------------------------------------------------------
 
     async def on_place(self, command: PlaceOrder, origin_ts: int) -> None:
-        """Take an intent on once: record it with its first order, send that, report."""
+        """Take an intent on once: record it with its first order; reporting and sending
+        that go on in the background (:meth:`drain`)."""
         if command.intent_id in self.intents:
             return
         now = self._clock.now()
@@ -225,14 +232,20 @@ class ExecutionService:
         )
         bid, ask = self._quote(command, now)
         step = machine.start(bid, ask, now)
-        async with self._locks[command.intent_id]:
+        lock = self._locks[command.intent_id]
+        await lock.acquire()
+        try:
             first = self._progress(machine, step, [])
             if not await self._store.add_intent(command, origin_ts, now, first):
                 _log.info("intent already taken on", intent_id=command.intent_id)
+                lock.release()
                 return
-            INTENTS.labels(command.kind.value).inc()
-            self._register(machine, origin_ts)
-            await self._drive(machine, step, [], recorded=True)
+        except BaseException:
+            lock.release()
+            raise
+        INTENTS.labels(command.kind.value).inc()
+        self._register(machine, origin_ts)
+        self._drive_in_background(lock, machine, step, recorded=True)
 
     async def on_cancel(self, command: CancelOrders) -> None:
         """Cancel the working intents of these kinds and products."""
@@ -242,9 +255,49 @@ class ExecutionService:
                 continue
             if command.product_ids and intent.product_id not in command.product_ids:
                 continue
+            # in the handler, not in the background: a cancel whose step failed is retried
             async with self._locks[intent.intent_id]:
                 step = machine.cancel(command.reason, self._clock.now())
                 await self._drive(machine, step, [])
+
+    def _drive_in_background(
+        self, lock: asyncio.Lock, machine: IntentExecution, step: Step, *, recorded: bool
+    ) -> None:
+        """Drive ``step`` in a task that holds ``lock`` (already acquired) until it is done.
+
+        A failure leaves the intent as Postgres has it, as a failed handler did before
+        (a redelivered command finds the intent taken on): its timers and the venue's
+        answers, or a restore, take it on from there."""
+
+        async def drive() -> None:
+            try:
+                await self._drive(machine, step, [], recorded=recorded)
+            except Exception as exc:
+                _log.warning("driving an intent failed; its timers take it on",
+                             intent_id=machine.intent.intent_id,
+                             error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            finally:
+                lock.release()
+
+        task = asyncio.create_task(drive(), name=f"drive-{machine.intent.intent_id}")
+        self._driving.add(task)
+        task.add_done_callback(self._driving.discard)
+
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Wait until every intent being driven has done its step; after ``timeout_s``,
+        cancel the rest, as if the process died there (the next start reconciles them)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while self._driving:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            _done, late = await asyncio.wait(set(self._driving), timeout=left)
+            if late:  # the time is up
+                for task in late:
+                    _log.warning("intent still being driven at shutdown; cancelled",
+                                 task=task.get_name())  # fmt: skip
+                    task.cancel()
+                await asyncio.wait(late, timeout=5)
+                return
 
     async def _refuse(
         self, command: PlaceOrder, reason: str, origin_ts: int, now: datetime

@@ -10,8 +10,8 @@
   would have expired anyway), so a token seen again, a replay, is refused;
 - ``sub``: who acts, recorded in the audit trail with the caller's address.
 
-Clients sign with :func:`mint_token` or :class:`ControlAuth` (an httpx auth that signs
-every request); ``python -m services.risk.ctl`` does it for the command line. Times are
+Clients sign with :func:`mint_token`; ``services.risk.ctl.ControlAuth`` signs every request
+an httpx client sends, and ``python -m services.risk.ctl`` does it for the command line. Times are
 wall-clock times whatever clock the market runs on: a token's life is a real interval.
 """
 
@@ -20,10 +20,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Generator
 from dataclasses import dataclass
 
-import httpx
 import jwt
 from pydantic import SecretStr
 from redis.asyncio import Redis
@@ -33,7 +31,6 @@ from shared.clock import Clock, LiveClock
 
 __all__ = [
     "MAX_LIFETIME_S",
-    "ControlAuth",
     "ControlTokenVerifier",
     "Refused",
     "Unavailable",
@@ -80,19 +77,6 @@ def mint_token(
         "sub": actor,
     }
     return jwt.encode(claims, _secret(secret), algorithm="HS256")
-
-
-class ControlAuth(httpx.Auth):
-    """Signs every request an httpx client sends with a fresh token."""
-
-    def __init__(self, secret: str | SecretStr, actor: str = DEFAULT_ACTOR) -> None:
-        self._secret = secret
-        self._actor = actor
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        token = mint_token(self._secret, request.method, request.url.path, actor=self._actor)
-        request.headers["Authorization"] = f"Bearer {token}"
-        yield request
 
 
 @dataclass(frozen=True)

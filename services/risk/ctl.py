@@ -22,16 +22,30 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
+from pydantic import SecretStr
 
-from services.risk.control_auth import ACTOR, ControlAuth, mint_token
+from services.risk.control_auth import ACTOR, DEFAULT_ACTOR, mint_token
 
 DEFAULT_URL = "http://127.0.0.1:8030"
+
+
+class ControlAuth(httpx.Auth):
+    """Signs every request an httpx client sends with a fresh token."""
+
+    def __init__(self, secret: str | SecretStr, actor: str = DEFAULT_ACTOR) -> None:
+        self._secret = secret
+        self._actor = actor
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = mint_token(self._secret, request.method, request.url.path, actor=self._actor)
+        request.headers["Authorization"] = f"Bearer {token}"
+        yield request
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -31,7 +31,7 @@ from services.risk.ledger import DAY, HOUR
 from services.risk.policy import Book, ProductRules, exposure, open_trades, theme_exposure
 from services.risk.portfolio import AppliedFill
 from services.risk.state import TradingState
-from services.risk.store import RiskStore
+from services.risk.store import AlreadyDecided, RiskStore
 from shared.bus import BusKeys, Delivery
 from shared.bus.metrics import PUBLISHED
 from shared.bus.publisher import ENVELOPE_FIELD
@@ -242,14 +242,19 @@ class RiskService:
             return
         async with self.gate:
             await self._ensure_fresh()
-            prior = await self.store.decision(proposal.proposal_id)
-            if prior is not None:  # decided before a crash: publish the same thing again
-                decision, order = prior
-                effects = Effects(decisions=[decision])
-                await self._publish(effects, envelope.origin_ts, [order] if order else None)
-                return
             effects = self.engine.on_proposal(proposal, self._clock.now())
-            await self._apply(effects, envelope.origin_ts)
+            try:
+                await self._apply(effects, envelope.origin_ts)
+                return
+            except AlreadyDecided:
+                pass
+            # Decided before a crash. The engine took it again in memory only: rebuild it
+            # (which publishes every open intent's order again; execution dedupes them),
+            # and publish what was decided then.
+            await self._ensure_fresh()
+            decision = await self.store.decision(proposal.proposal_id)
+            if decision is not None:
+                await self._publish(Effects(decisions=[decision]), envelope.origin_ts)
 
     async def on_report(self, envelope: Envelope[Payload], delivery: Delivery) -> None:
         del delivery

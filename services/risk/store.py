@@ -40,9 +40,17 @@ from shared.messages import (
 )
 from shared.money import Side
 
-__all__ = ["Restored", "RiskStore"]
+__all__ = ["AlreadyDecided", "Restored", "RiskStore"]
 
 Levels = tuple[Decimal | None, Decimal | None]
+
+
+class AlreadyDecided(Exception):
+    """A proposal was decided before (a redelivery after a crash): nothing was written."""
+
+    def __init__(self, proposal_id: str) -> None:
+        super().__init__(f"proposal {proposal_id} was decided before")
+        self.proposal_id = proposal_id
 
 
 @dataclass
@@ -158,32 +166,23 @@ class RiskStore:
             query = query.where(FlattenJobRecord.finished_at.is_(None))
         return [FlattenJob.from_json(progress) for (progress,) in await connection.execute(query)]
 
-    async def decision(self, proposal_id: str) -> tuple[ProposalDecided, PlaceOrder | None] | None:
-        """The decision already taken on ``proposal_id`` and its order, for a redelivery."""
+    async def decision(self, proposal_id: str) -> ProposalDecided | None:
+        """The decision already taken on ``proposal_id``, for a redelivery."""
         async with self._engine.connect() as connection:
-            found = (
+            row = (
                 await connection.execute(
                     select(RiskDecision).where(RiskDecision.proposal_id == proposal_id)
                 )
             ).first()
-            intent = (
-                await connection.execute(
-                    select(RiskIntent).where(RiskIntent.intent_id == proposal_id)
-                )
-            ).first()
-        if found is None:
+        if row is None:
             return None
-        row = found
-        decision = ProposalDecided(
+        return ProposalDecided(
             proposal_id=row.proposal_id, product_id=row.product_id, strategy=row.strategy,
             action=ProposalAction(row.action), outcome=DecisionOutcome(row.outcome),
             requested_quote_size=row.requested_quote_size,
             approved_quote_size=row.approved_quote_size, exit_base_size=row.exit_base_size,
             reasons=tuple(row.reasons), decided_at=row.decided_at,
         )  # fmt: skip
-        # an order still open is sent again (execution dedupes it); a finished one is history
-        open_order = intent is not None and intent.finished_at is None
-        return decision, _order(intent) if open_order else None
 
     async def issued(self, intent_id: str) -> bool:
         """Whether risk issued ``intent_id`` in this mode, finished or not."""
@@ -233,13 +232,21 @@ class RiskStore:
     # --- writing -----------------------------------------------------------------------
 
     async def save(self, effects: Effects, now: datetime) -> None:
-        """Everything ``effects`` must keep, in one transaction."""
+        """Everything ``effects`` must keep, in one transaction.
+
+        Raises :class:`AlreadyDecided`, and writes nothing, if one of its decisions is on
+        record already: deciding a proposal is checked here, in the same round trip as the
+        insert, instead of by a lookup before every decision.
+        """
         async with self._engine.begin() as connection:
             for decision in effects.decisions:
-                await connection.execute(
+                inserted = await connection.execute(
                     insert(RiskDecision).values(**self._decision_row(decision))
                     .on_conflict_do_nothing(index_elements=["proposal_id"])
+                    .returning(RiskDecision.proposal_id)
                 )  # fmt: skip
+                if inserted.first() is None:
+                    raise AlreadyDecided(decision.proposal_id)
             for issued in effects.intents:
                 await connection.execute(
                     insert(RiskIntent).values(**self._intent_row(issued))

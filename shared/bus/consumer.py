@@ -9,7 +9,10 @@ How a batch of entries is handled:
 3. The handler runs. Envelopes it publishes through ``delivery.publish`` are written by
    one atomic script together with the ack and the "handled" marker, so they happen
    exactly once. A handler whose effects live elsewhere (Postgres) makes them idempotent
-   there too, e.g. with :func:`shared.db.claim_message` in the same transaction.
+   there too, e.g. with :func:`shared.db.claim_message` in the same transaction. An entry
+   whose handler published nothing has no outputs to keep atomic with its ack: its
+   marker and ack are sent in the same round trip as the next read (most entries, such
+   as ticks, are of this kind), so a busy stream costs one round trip per batch.
 4. A handler that raises leaves the entry pending; it is retried once it has been idle
    ``claim_min_idle_ms`` (XAUTOCLAIM), and dead-lettered after ``max_deliveries`` attempts.
 
@@ -22,9 +25,10 @@ the second run's outputs from being written twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -77,6 +81,15 @@ class ConsumerSettings:
 
 
 @dataclass
+class _Acks:
+    """Handled entries that published nothing, acked with the next round trip."""
+
+    entry_ids: list[str] = field(default_factory=list)
+    markers: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)  # an earlier failure is on record
+
+
+@dataclass
 class _Entry:
     entry_id: str
     fields: Fields
@@ -114,6 +127,7 @@ class StreamConsumer:
             redis, keys, settings.stream, settings.group, outbox_maxlen=settings.outbox_maxlen
         )
         self._dead_letters = DeadLetters(redis, keys, settings)
+        self._acks = _Acks()
         self._stop = asyncio.Event()
         self._group_ready = False
         self.connected = False
@@ -129,6 +143,8 @@ class StreamConsumer:
         monitor = asyncio.create_task(self._monitor_lag(), name=f"lag-{self.settings.stream}")
         try:
             await self._consume()
+            with contextlib.suppress(*_CONNECTION_ERRORS, ResponseError):
+                await self._flush_acks()  # else they are handled again by the next run
         finally:
             # The monitor ends on the stop flag: a cancel can be lost inside redis-py's
             # wait_for on Python 3.11, so it is only the fallback.
@@ -192,17 +208,55 @@ class StreamConsumer:
     # --- reading ---------------------------------------------------------------------
 
     async def _read_new(self) -> None:
-        response = await self._redis.xreadgroup(
-            self.settings.group,
-            self.settings.consumer,
-            {self._stream_key: ">"},
-            count=self.settings.batch_size,
-            block=self.settings.block_ms,
-        )
+        """Ack what the last batch left to ack and read the next, in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            acks = self._queue_acks(pipe)
+            pipe.xreadgroup(
+                self.settings.group,
+                self.settings.consumer,
+                {self._stream_key: ">"},
+                count=self.settings.batch_size,
+                block=self.settings.block_ms,
+            )
+            response = (await self._execute(pipe, acks))[-1]
         await self._process(_entries(response), attempts={})
+
+    def _queue_acks(self, pipe: Any) -> _Acks:
+        """Queue the deferred acks on ``pipe``; markers first, so a redelivery after a
+        failure between the two is known as handled."""
+        acks, self._acks = self._acks, _Acks()
+        ttl = self.settings.handled_ttl_s
+        for marker in acks.markers:
+            pipe.set(marker, "1", ex=ttl)
+        if acks.entry_ids:
+            pipe.xack(self._stream_key, self.settings.group, *acks.entry_ids)
+        if acks.retried:
+            pipe.hdel(self._errors_key, *acks.retried)
+        return acks
+
+    async def _execute(self, pipe: Any, acks: _Acks) -> list[Any]:
+        """Run ``pipe``; acks that may not have landed are kept for the next try (acking
+        twice is harmless)."""
+        try:
+            replies: list[Any] = await pipe.execute()
+        except BaseException:
+            self._acks.entry_ids[:0] = acks.entry_ids
+            self._acks.markers[:0] = acks.markers
+            self._acks.retried[:0] = acks.retried
+            raise
+        if acks.entry_ids:
+            self._handled.inc(len(acks.entry_ids))
+        return replies
+
+    async def _flush_acks(self) -> None:
+        if not self._acks.entry_ids:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await self._execute(pipe, self._queue_acks(pipe))
 
     async def _handle_own_pending(self) -> None:
         """Entries delivered to this consumer name before a restart and never acked."""
+        await self._flush_acks()
         last = "0"
         while not self._stop.is_set():
             response = await self._redis.xreadgroup(
@@ -213,12 +267,14 @@ class StreamConsumer:
             )
             entries = _entries(response)
             if not entries:
-                return
+                break
             await self._process(entries, attempts=await self._delivery_counts(entries))
             last = entries[-1][0]
+        await self._flush_acks()
 
     async def claim_abandoned(self) -> int:
         """Take over entries idle longer than ``claim_min_idle_ms``; returns how many."""
+        await self._flush_acks()  # a claimed entry's twin may be among them
         start, claimed_total = "0-0", 0
         while not self._stop.is_set():
             start_raw, claimed, deleted = await self._redis.xautoclaim(
@@ -238,6 +294,7 @@ class StreamConsumer:
             start = text(start_raw)
             if start == "0-0":
                 break
+        await self._flush_acks()
         return claimed_total
 
     async def _delivery_counts(self, entries: list[tuple[str, Fields]]) -> dict[str, int]:
@@ -328,12 +385,25 @@ class StreamConsumer:
         except Exception as exc:
             await self._record_failure(entry, exc)
             return False
+        if not delivery.outbox:  # nothing to keep atomic with the ack: it goes with the next read
+            self._defer_ack(entry)
+            self._handle_seconds.observe(time.perf_counter() - started)
+            return True
         if await self._committer.commit(entry.envelope.id, delivery, self.settings.handled_ttl_s):
             self._handled.inc()
             self._handle_seconds.observe(time.perf_counter() - started)
         else:
             self._duplicates.inc()
         return True
+
+    def _defer_ack(self, entry: _Entry) -> None:
+        self._acks.entry_ids.append(entry.entry_id)
+        if self.settings.handled_ttl_s is not None:
+            self._acks.markers.append(
+                self._keys.handled(self.settings.stream, self.settings.group, entry.envelope.id)
+            )
+        if entry.attempt > 1:
+            self._acks.retried.append(entry.entry_id)
 
     async def _ack_duplicate(self, entry_id: str) -> None:
         await self._redis.xack(self._stream_key, self.settings.group, entry_id)

@@ -1,8 +1,15 @@
-"""Postgres: the engine, the schema (models and Alembic migrations), idempotent handling."""
+"""Postgres: the engine, the schema (models and Alembic migrations), idempotent handling.
+
+``upgrade`` and ``downgrade`` load Alembic (about 10 MB) on first use only: the
+services never migrate, the compose ``migrate`` step does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from shared.db.engine import claim_message, make_engine, sqlalchemy_url
 from shared.db.fills import record_fill, record_order
-from shared.db.migrate import downgrade, upgrade
 from shared.db.models import (
     METADATA,
     Base,
@@ -17,6 +24,9 @@ from shared.db.models import (
     RiskStateEntry,
     SlippageCalibration,
 )
+
+if TYPE_CHECKING:
+    from shared.db.migrate import downgrade, upgrade
 
 __all__ = [
     "METADATA",
@@ -39,3 +49,11 @@ __all__ = [
     "sqlalchemy_url",
     "upgrade",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("upgrade", "downgrade"):
+        from shared.db import migrate
+
+        return getattr(migrate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -52,7 +52,7 @@ from deploy.local.servers import (
     postgres_binaries,
     redis_binary,
 )
-from services.risk.control_auth import ControlAuth
+from services.risk.ctl import ControlAuth
 from shared.candle_files import Candle, write_candles
 from shared.clock import LiveClock
 from shared.coinbase.auth import CdpCredentials

@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deploy.local.compose import ROOT
 from deploy.local.servers import free_port
-from services.risk.control_auth import ControlAuth
+from services.risk.ctl import ControlAuth
 from shared.bus import BusKeys
 from shared.candle_files import Candle, write_candles
 from shared.db import Fill, Order, RiskDecision, RiskIntent

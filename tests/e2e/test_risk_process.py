@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.risk.control_auth import ControlAuth
+from services.risk.ctl import ControlAuth
 from shared.db import upgrade
 from tests.e2e.process import ServiceProcess
 from tests.support.venue import CONFIG_DIR

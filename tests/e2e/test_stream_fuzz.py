@@ -41,7 +41,7 @@ import yaml
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.risk.control_auth import ControlAuth
+from services.risk.ctl import ControlAuth
 from shared.bus import ENVELOPE_FIELD, BusKeys, Publisher
 from shared.bus.dead_letter import REASONS
 from shared.clock import LiveClock, SimulatedClock

@@ -455,3 +455,41 @@ async def test_any_decoding_failure_dead_letters_only_that_entry(redis, bus_keys
         consumer.stop()
         await asyncio.wait_for(task, 5)
     assert letter["reason"] == "malformed" and letter["error"] == "RuntimeError: validator bug"
+
+
+async def test_entries_that_publish_nothing_are_acked_marked_and_cleared_with_the_next_read(
+    redis, bus_keys
+):
+    # block_ms long: the acks must not wait for the blocking read to return
+    settings = fast_settings(STREAM, block_ms=3000, claim_interval_s=30)
+    publisher = Publisher(redis, keys=bus_keys)
+    calls: list[int] = []
+
+    async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        calls.append(delivery.attempt)
+        if len(calls) == 1:
+            raise ConnectionResetError("once")  # recorded, then retried by a claim
+
+    sent = _ticks(1)[0]
+    errors_key = bus_keys.errors(STREAM, "g")
+    async with consuming(redis, bus_keys, settings, handle) as (consumer, _task):
+        await publisher.publish(sent)
+        await eventually(lambda: _pending_is(redis, bus_keys, 1), what="the failed delivery")
+        assert await redis.hlen(errors_key) == 1
+        await asyncio.sleep(settings.claim_min_idle_ms / 1000)
+        assert await consumer.claim_abandoned() == 1
+        assert calls == [1, 2]
+        assert await pending_count(redis, bus_keys, STREAM) == 0
+        assert await redis.hlen(errors_key) == 0
+        assert await redis.exists(bus_keys.handled(STREAM, "g", sent.id))
+
+        more = _ticks(5)
+        for envelope in more:
+            await publisher.publish(envelope)
+        await eventually(lambda: len(calls) == 7, what="five more handled")
+        # acked while the consumer is still blocked in its next read
+        await eventually(
+            lambda: _pending_is(redis, bus_keys, 0), within=1.5, what="acked with the read"
+        )
+        for envelope in more:
+            assert await redis.exists(bus_keys.handled(STREAM, "g", envelope.id))

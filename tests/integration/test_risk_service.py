@@ -456,3 +456,29 @@ async def test_a_tick_through_the_stop_sends_an_exit_and_a_crash_pauses_entries(
         assert trading["actor"] == "risk" and trading["reason"].startswith("daily_loss_limit")
         refused = await risk.client.post("/v1/resume", json={"reason": "try"})
         assert refused.status_code == 409 and "daily_loss_limit" in refused.json()["detail"]
+
+
+async def test_a_proposal_decided_before_is_not_decided_again_but_its_decision_is_repeated(stack):
+    # A new envelope for a decided proposal: as after a crash between risk's Postgres
+    # commit and its publish. Nothing may be counted twice; the same answer goes out.
+    proposal = _proposal(1, "BTC-USD", ProposalAction.ENTRY, "250", stack["clock"])
+    async with _risk(stack) as risk:
+        await _propose(stack, proposal)
+        first = await _decided(stack, proposal.proposal_id)
+        await _propose(stack, proposal)
+
+        async def repeated():
+            payloads = await stream_payloads(stack["redis"], stack["keys"], "risk.decisions")
+            return [p for p in payloads if isinstance(p, ProposalDecided)][1:]
+
+        (again,) = await eventually(repeated, what="the decision published again")
+        assert again == first
+        orders = await stream_payloads(stack["redis"], stack["keys"], "risk.orders")
+        intents = [o.intent_id for o in orders if isinstance(o, PlaceOrder)]
+        assert intents == [proposal.proposal_id] * 2  # the open order again: execution dedupes
+        status = (await risk.client.get("/v1/status")).json()
+        assert status["counters"]["entries_last_hour"] == 1
+        assert status["counters"]["open_intents"] == 1
+        async with stack["db"].connect() as connection:
+            rows = (await connection.execute(select(RiskDecision))).all()
+        assert len(rows) == 1

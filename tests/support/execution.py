@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -32,10 +33,12 @@ from shared.messages import (
     new_envelope,
 )
 from shared.money import Side
+from shared.products import ProductInfo
 from tests.support.venue import CONFIG_DIR, serving
 
 __all__ = [
-    "ExecutionHandle", "Market", "execution_service", "fills_of", "orders_of", "place_order",
+    "ExecutionHandle", "Market", "btc_usd", "execution_service", "fills_of", "orders_of",
+    "place_order",
 ]  # fmt: skip
 
 
@@ -95,6 +98,17 @@ class Market:
 
     async def publish(self, payload: Payload, **options: Any) -> None:
         await self.publisher.publish(new_envelope(payload, self.clock, **options))
+
+
+def btc_usd(updated_at: datetime) -> ProductInfo:
+    """BTC-USD as the venue lists it: online, every kind of order allowed."""
+    return ProductInfo.model_validate({
+        "product_id": "BTC-USD", "base_increment": "0.00000001", "quote_increment": "0.01",
+        "price_increment": "0.01", "base_min_size": "0.00000001", "base_max_size": "1000",
+        "quote_min_size": "1", "quote_max_size": "1000000", "status": "online",
+        "trading_disabled": False, "cancel_only": False, "limit_only": False,
+        "post_only": False, "entries_allowed": True, "updated_at": updated_at,
+    })  # fmt: skip
 
 
 def place_order(

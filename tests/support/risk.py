@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.execution.orders import client_order_id
 from services.risk.app import RiskSettings, bootstrap
-from services.risk.control_auth import ControlAuth
+from services.risk.ctl import ControlAuth
 from services.risk.service import RiskService
 from shared.bus import BusKeys, ConsumerSettings, Delivery, StreamConsumer
 from shared.clock import SimulatedClock

@@ -34,9 +34,8 @@ from shared.messages import (
     TradingMode,
 )
 from shared.money import Side
-from shared.products import ProductInfo
 from shared.slippage import CostModel, TierCosts
-from tests.support.execution import place_order
+from tests.support.execution import btc_usd, place_order
 from tests.support.polling import metric
 from tests.support.venue import CONFIG_DIR
 from tests.unit.risk_helpers import NOW, engine, fill
@@ -93,22 +92,12 @@ def test_exactly_the_current_trading_state_reads_one(state, name, entries_allowe
 # --- execution -------------------------------------------------------------------------
 
 
-def _btc() -> ProductInfo:
-    return ProductInfo.model_validate({
-        "product_id": "BTC-USD", "base_increment": "0.00000001", "quote_increment": "0.01",
-        "price_increment": "0.01", "base_min_size": "0.00000001", "base_max_size": "1000",
-        "quote_min_size": "1", "quote_max_size": "1000000", "status": "online",
-        "trading_disabled": False, "cancel_only": False, "limit_only": False,
-        "post_only": False, "entries_allowed": True, "updated_at": T0,
-    })  # fmt: skip
-
-
 def _execution(
     clock: SimulatedClock, ask: str = "50001", *more_asks: tuple[str, str]
 ) -> tuple[ExecutionService, PaperVenue, MemoryReports]:
     """BTC-USD on the paper venue with a book of one level a side (and ``more_asks``, as
     price and size); quotes at 49999/50001."""
-    info = _btc()
+    info = btc_usd(T0)
     venue = PaperVenue({"BTC-USD": info.rules()}, fees=FeeRates(maker=D("0.004"),
                        taker=D("0.006")), balances={"USD": D(100_000), "BTC": D(1)})  # fmt: skip
     costs = CostModel({1: TierCosts(D(10), D(5), D(50_000))})
@@ -145,6 +134,7 @@ async def test_a_taker_order_is_set_against_the_cost_models_slippage_for_its_siz
     before = [metric(name, tier="1") for name in series]
     order = place_order("taker-1", clock, base="1.5", liquidity=LiquidityPreference.TAKER)
     await service.on_place(order, clock.now_ns())
+    await service.drain()
     fills = [r for r in reports.pending if isinstance(r, OrderFilled)]
     assert [(f.price, f.size) for f in fills] == [(50_100, 1), (50_200, D("0.5"))]
     assert {f.liquidity for f in fills} == {Liquidity.TAKER}
@@ -171,6 +161,7 @@ async def test_a_maker_fill_has_no_modeled_slippage():
     before = metric("execution_modeled_slippage_bps_count", tier="1")
     makers = metric("execution_fills_total", liquidity="MAKER")
     await service.on_place(place_order("maker-1", clock, quote="500"), clock.now_ns())
+    await service.drain()
     clock.advance(MS)
     venue.on_tick(_tick(last="49990"), clock.now())  # a trade through our resting bid
     await service.on_timer()
@@ -189,7 +180,9 @@ async def test_the_first_order_of_an_intent_records_the_time_since_its_market_da
     order = place_order("exit-1", clock, kind=IntentKind.EXIT, side=Side.SELL, base="0.01",
                         liquidity=LiquidityPreference.TAKER)  # fmt: skip
     await service.on_place(order, origin)
+    await service.drain()
     await service.on_place(order, origin)  # the same intent again: no second first order
+    await service.drain()
     count = metric("execution_order_latency_seconds_count", kind="EXIT") - before[0]
     total = metric("execution_order_latency_seconds_sum", kind="EXIT") - before[1]
     assert count == 1 and total == pytest.approx(0.25)
@@ -202,6 +195,7 @@ async def test_an_order_after_the_first_does_not_count_as_market_data_to_order()
     before = metric("execution_order_latency_seconds_count", kind="ENTRY")
     sent = metric("execution_orders_sent_total", role="TAKER")
     await service.on_place(place_order("maker-then-taker", clock, quote="500"), clock.now_ns())
+    await service.drain()
     clock.advance(timedelta(seconds=30))  # past the maker wait: the rest goes taker
     for _ in range(3):
         await service.on_timer()
