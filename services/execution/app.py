@@ -321,7 +321,7 @@ def bootstrap(
         "redis": redis_ready(redis), "postgres": postgres_ready(database), "restored": restored,
     }  # fmt: skip
 
-    async def drain() -> None:  # the venue calls under way, as long as a worker may take
+    async def drain() -> None:  # intents being driven get the time a worker gets to stop
         await service.drain(settings.shutdown_grace_s)
 
     app = create_app(settings, workers=workers, on_shutdown=[drain, close], readiness=readiness)

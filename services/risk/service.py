@@ -245,16 +245,14 @@ class RiskService:
             effects = self.engine.on_proposal(proposal, self._clock.now())
             try:
                 await self._apply(effects, envelope.origin_ts)
-                return
             except AlreadyDecided:
-                pass
-            # Decided before a crash. The engine took it again in memory only: rebuild it
-            # (which publishes every open intent's order again; execution dedupes them),
-            # and publish what was decided then.
-            await self._ensure_fresh()
-            decision = await self.store.decision(proposal.proposal_id)
-            if decision is not None:
-                await self._publish(Effects(decisions=[decision]), envelope.origin_ts)
+                # Decided before a crash. The engine took it again in memory only: rebuild
+                # it (which publishes every open intent's order again; execution dedupes
+                # them), and publish what was decided then.
+                await self._ensure_fresh()
+                decision = await self.store.decision(proposal.proposal_id)
+                if decision is not None:
+                    await self._publish(Effects(decisions=[decision]), envelope.origin_ts)
 
     async def on_report(self, envelope: Envelope[Payload], delivery: Delivery) -> None:
         del delivery
