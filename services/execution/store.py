@@ -15,12 +15,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from psycopg.types.json import Jsonb
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.execution.orders import RecordedOrder
-from shared.db import ExecutionIntent, Fill, Order, record_fill, record_order
+from shared.db import (
+    DriverConnection,
+    ExecutionIntent,
+    Fill,
+    Order,
+    driver_transaction,
+    record_fill,
+    record_order,
+)
 from shared.matching.types import OrderKind, OrderRequest
 from shared.messages import (
     IntentFinished,
@@ -72,21 +80,13 @@ class ExecutionStore:
     ) -> bool:
         """Take the intent on with its first step, in one transaction; False if it was taken
         on before (by any run), and then nothing is written."""
-        statement = (
-            insert(ExecutionIntent)
-            .values(
-                intent_id=command.intent_id,
-                command=command.model_dump(mode="json"),
-                origin_ts=origin_ts,
-                product_id=command.product_id,
-                started_at=now,
-                mode=self._mode.value,
-            )  # fmt: skip
-            .on_conflict_do_nothing(index_elements=["intent_id"])
-            .returning(ExecutionIntent.intent_id)
-        )
-        async with self._database.begin() as connection:
-            if (await connection.execute(statement)).first() is None:
+        async with driver_transaction(self._database) as connection:
+            inserted = await connection.execute(_INSERT_INTENT, {
+                "intent_id": command.intent_id, "command": Jsonb(command.model_dump(mode="json")),
+                "origin_ts": origin_ts, "product_id": command.product_id, "started_at": now,
+                "mode": self._mode.value,
+            })  # fmt: skip
+            if await inserted.fetchone() is None:
                 return False
             await self._write(connection, command, first, command.issued_at)
         return True
@@ -95,11 +95,11 @@ class ExecutionStore:
         self, intent: PlaceOrder, progress: Progress, arrival_time: datetime
     ) -> list[OrderFilled]:
         """Record the step; returns the fills that were new (a replayed one is not)."""
-        async with self._database.begin() as connection:
+        async with driver_transaction(self._database) as connection:
             return await self._write(connection, intent, progress, arrival_time)
 
     async def _write(
-        self, connection: AsyncConnection, intent: PlaceOrder, progress: Progress,
+        self, connection: DriverConnection, intent: PlaceOrder, progress: Progress,
         arrival_time: datetime,
     ) -> list[OrderFilled]:  # fmt: skip
         new_fills = []
@@ -110,34 +110,24 @@ class ExecutionStore:
             if await record_fill(connection, fill, venue=self._venue, arrival_time=arrival_time):
                 new_fills.append(fill)
         for update_ in progress.updates:
-            await connection.execute(
-                update(Order)
-                .where(Order.client_order_id == update_.client_order_id)
-                .values(status=update_.status.value, filled_size=update_.filled_size,
-                        average_price=update_.average_price, reason=update_.reason,
-                        venue_order_id=update_.venue_order_id, updated_at=func.now())
-            )  # fmt: skip
-        values: dict[str, object] = {}
-        if progress.cancel_reason:
-            values["cancel_reason"] = progress.cancel_reason
-        if progress.finished is not None:
-            values.update(status=progress.finished.status.value, reason=progress.finished.reason,
-                          finished_at=progress.finished.finished_at)  # fmt: skip
-        if values:
-            await connection.execute(
-                update(ExecutionIntent)
-                .where(ExecutionIntent.intent_id == intent.intent_id)
-                .values(**values)
-            )
+            await connection.execute(_UPDATE_ORDER, {
+                "client_order_id": update_.client_order_id, "status": update_.status.value,
+                "filled_size": update_.filled_size, "average_price": update_.average_price,
+                "reason": update_.reason, "venue_order_id": update_.venue_order_id,
+            })  # fmt: skip
+        finished = progress.finished
+        if progress.cancel_reason or finished is not None:
+            await connection.execute(_UPDATE_INTENT, {
+                "intent_id": intent.intent_id, "cancel_reason": progress.cancel_reason or None,
+                "status": None if finished is None else finished.status.value,
+                "reason": None if finished is None else finished.reason,
+                "finished_at": None if finished is None else finished.finished_at,
+            })  # fmt: skip
         return new_fills
 
     async def mark_reported(self, intent_id: str) -> None:
-        async with self._database.begin() as connection:
-            await connection.execute(
-                update(ExecutionIntent)
-                .where(ExecutionIntent.intent_id == intent_id)
-                .values(reported=True)
-            )
+        async with driver_transaction(self._database) as connection:
+            await connection.execute(_MARK_REPORTED, {"intent_id": intent_id})
 
     async def unreported(self) -> list[StoredIntent]:
         """Intents of this mode not yet reported finished: open ones, and any whose report
@@ -220,6 +210,32 @@ class ExecutionStore:
         if row is None or row.status is None:
             return None
         return row.status, row.reason
+
+
+# The hot path's SQL (see shared.db.engine): the columns are the models' in shared.db.
+_INSERT_INTENT = """
+    insert into execution_intents (intent_id, command, origin_ts, product_id, started_at,
+        cancel_reason, reason, reported, mode)
+    values (%(intent_id)s, %(command)s, %(origin_ts)s, %(product_id)s, %(started_at)s, '', '',
+        false, %(mode)s)
+    on conflict (intent_id) do nothing
+    returning intent_id
+"""
+_UPDATE_ORDER = """
+    update orders
+    set status = %(status)s, filled_size = %(filled_size)s, average_price = %(average_price)s,
+        reason = %(reason)s, venue_order_id = %(venue_order_id)s, updated_at = now()
+    where client_order_id = %(client_order_id)s
+"""
+# A step sets the cancel reason, the ending, or both; what it leaves null stays as it was.
+_UPDATE_INTENT = """
+    update execution_intents
+    set cancel_reason = coalesce(%(cancel_reason)s, cancel_reason),
+        status = coalesce(%(status)s, status), reason = coalesce(%(reason)s, reason),
+        finished_at = coalesce(%(finished_at)s, finished_at)
+    where intent_id = %(intent_id)s
+"""
+_MARK_REPORTED = "update execution_intents set reported = true where intent_id = %(intent_id)s"
 
 
 def _ending(row: Any) -> tuple[OrderStatus, str, datetime] | None:

@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import distinct_on, insert
+from psycopg.types.json import Jsonb
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.risk.engine import Effects, IssuedIntent, liquidity_for
@@ -22,13 +23,14 @@ from services.risk.ledger import EntryRecord, OpenIntent
 from services.risk.portfolio import AppliedFill
 from services.risk.state import EquityWatch, TradingState
 from shared.db import (
-    ControlAction,
+    DriverConnection,
     Fill,
     FlattenJobRecord,
     Order,
     RiskDecision,
     RiskIntent,
     RiskStateEntry,
+    driver_transaction,
 )
 from shared.messages import (
     DecisionOutcome,
@@ -238,77 +240,46 @@ class RiskStore:
         record already: deciding a proposal is checked here, in the same round trip as the
         insert, instead of by a lookup before every decision.
         """
-        async with self._engine.begin() as connection:
+        async with driver_transaction(self._engine) as connection:
             for decision in effects.decisions:
-                inserted = await connection.execute(
-                    insert(RiskDecision).values(**self._decision_row(decision))
-                    .on_conflict_do_nothing(index_elements=["proposal_id"])
-                    .returning(RiskDecision.proposal_id)
-                )  # fmt: skip
-                if inserted.first() is None:
+                inserted = await connection.execute(_INSERT_DECISION, self._decision_row(decision))
+                if await inserted.fetchone() is None:
                     raise AlreadyDecided(decision.proposal_id)
             for issued in effects.intents:
-                await connection.execute(
-                    insert(RiskIntent).values(**self._intent_row(issued))
-                    .on_conflict_do_nothing(index_elements=["intent_id"])
-                )  # fmt: skip
+                await connection.execute(_INSERT_INTENT, self._intent_row(issued))
             for report in effects.finished:
-                await connection.execute(
-                    update(RiskIntent)
-                    .where(RiskIntent.intent_id == report.intent_id,
-                           RiskIntent.finished_at.is_(None))
-                    .values(finished_at=report.finished_at, status=report.status.value,
-                            filled_base=report.filled_base, filled_quote=report.filled_quote,
-                            reason=report.reason)
-                )  # fmt: skip
+                await connection.execute(_FINISH_INTENT, {
+                    "intent_id": report.intent_id, "finished_at": report.finished_at,
+                    "status": report.status.value, "filled_base": report.filled_base,
+                    "filled_quote": report.filled_quote, "reason": report.reason,
+                })  # fmt: skip
             for change in effects.audit:
-                await connection.execute(
-                    insert(ControlAction).values(
-                        action=change.action, actor=change.actor, reason=change.reason,
-                        requested_at=change.changed_at, mode=self.mode,
-                        outcome={"entries_allowed": change.entries_allowed,
-                                 "flatten_id": change.flatten_id},
-                    )
-                )  # fmt: skip
+                await connection.execute(_INSERT_CONTROL_ACTION, {
+                    "action": change.action, "actor": change.actor, "reason": change.reason,
+                    "requested_at": change.changed_at, "mode": self.mode,
+                    "outcome": Jsonb({"entries_allowed": change.entries_allowed,
+                                      "flatten_id": change.flatten_id}),
+                })  # fmt: skip
             for job in effects.jobs.values():
-                await self._save_job(connection, job)
+                await connection.execute(_SAVE_JOB, {
+                    "flatten_id": job.flatten_id, "actor": job.actor, "reason": job.reason,
+                    "requested_at": job.requested_at, "finished_at": job.finished_at,
+                    "progress": Jsonb(job.to_json()), "mode": self.mode,
+                })  # fmt: skip
             if effects.state is not None:
                 await self._save_state(connection, "trading", effects.state.to_json(), now)
             if effects.watch is not None:
                 await self._save_state(connection, "watch", effects.watch.to_json(), now)
 
     async def save_watch(self, watch: EquityWatch, now: datetime) -> None:
-        async with self._engine.begin() as connection:
+        async with driver_transaction(self._engine) as connection:
             await self._save_state(connection, "watch", watch.to_json(), now)
 
-    async def _save_job(self, connection: AsyncConnection, job: FlattenJob) -> None:
-        values = {
-            "flatten_id": job.flatten_id, "actor": job.actor, "reason": job.reason,
-            "requested_at": job.requested_at, "finished_at": job.finished_at,
-            "progress": job.to_json(), "mode": self.mode,
-        }  # fmt: skip
-        statement = insert(FlattenJobRecord).values(**values)
-        await connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=["flatten_id"],
-                set_={
-                    "finished_at": statement.excluded.finished_at,
-                    "progress": statement.excluded.progress,
-                },
-            )  # fmt: skip
-        )
-
     async def _save_state(
-        self, connection: AsyncConnection, name: str, value: dict[str, Any], now: datetime
+        self, connection: DriverConnection, name: str, value: dict[str, Any], now: datetime
     ) -> None:
-        statement = insert(RiskStateEntry).values(
-            mode=self.mode, name=name, value=value, updated_at=now
-        )
         await connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=["mode", "name"],
-                set_={"value": statement.excluded.value, "updated_at": now},
-            )
+            _SAVE_STATE, {"mode": self.mode, "name": name, "value": Jsonb(value), "updated_at": now}
         )
 
     def _decision_row(self, decision: ProposalDecided) -> dict[str, Any]:
@@ -318,7 +289,7 @@ class RiskStore:
             "outcome": decision.outcome.value,
             "requested_quote_size": decision.requested_quote_size,
             "approved_quote_size": decision.approved_quote_size,
-            "exit_base_size": decision.exit_base_size, "reasons": list(decision.reasons),
+            "exit_base_size": decision.exit_base_size, "reasons": Jsonb(list(decision.reasons)),
             "decided_at": decision.decided_at, "mode": self.mode,
         }  # fmt: skip
 
@@ -333,6 +304,50 @@ class RiskStore:
             "take_profit": issued.take_profit, "issued_at": order.issued_at, "reason": "",
             "mode": self.mode,
         }  # fmt: skip
+
+
+# The hot path's SQL (see shared.db.engine): the columns are the models' in shared.db.
+_INSERT_DECISION = """
+    insert into risk_decisions (proposal_id, strategy, product_id, action, outcome,
+        requested_quote_size, approved_quote_size, exit_base_size, reasons, decided_at, mode)
+    values (%(proposal_id)s, %(strategy)s, %(product_id)s, %(action)s, %(outcome)s,
+        %(requested_quote_size)s, %(approved_quote_size)s, %(exit_base_size)s, %(reasons)s,
+        %(decided_at)s, %(mode)s)
+    on conflict (proposal_id) do nothing
+    returning proposal_id
+"""
+_INSERT_INTENT = """
+    insert into risk_intents (intent_id, kind, product_id, side, quote_size, base_size,
+        reference_mid, proposal_id, flatten_id, stop_loss, take_profit, issued_at, reason, mode)
+    values (%(intent_id)s, %(kind)s, %(product_id)s, %(side)s, %(quote_size)s, %(base_size)s,
+        %(reference_mid)s, %(proposal_id)s, %(flatten_id)s, %(stop_loss)s, %(take_profit)s,
+        %(issued_at)s, %(reason)s, %(mode)s)
+    on conflict (intent_id) do nothing
+"""
+_FINISH_INTENT = """
+    update risk_intents
+    set finished_at = %(finished_at)s, status = %(status)s, filled_base = %(filled_base)s,
+        filled_quote = %(filled_quote)s, reason = %(reason)s
+    where intent_id = %(intent_id)s and finished_at is null
+"""
+_INSERT_CONTROL_ACTION = """
+    insert into control_actions (action, actor, reason, requested_at, outcome, mode)
+    values (%(action)s, %(actor)s, %(reason)s, %(requested_at)s, %(outcome)s, %(mode)s)
+"""
+_SAVE_JOB = """
+    insert into flatten_jobs (flatten_id, actor, reason, requested_at, finished_at, progress,
+        mode)
+    values (%(flatten_id)s, %(actor)s, %(reason)s, %(requested_at)s, %(finished_at)s,
+        %(progress)s, %(mode)s)
+    on conflict (flatten_id) do update
+    set finished_at = excluded.finished_at, progress = excluded.progress
+"""
+_SAVE_STATE = """
+    insert into risk_state (mode, name, value, updated_at)
+    values (%(mode)s, %(name)s, %(value)s, %(updated_at)s)
+    on conflict (mode, name) do update
+    set value = excluded.value, updated_at = excluded.updated_at
+"""
 
 
 def _order(row: Any) -> PlaceOrder:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shared.db.engine import claim_message, make_engine, sqlalchemy_url
+from shared.db.engine import (
+    DriverConnection,
+    claim_message,
+    driver_transaction,
+    make_engine,
+    sqlalchemy_url,
+)
 from shared.db.fills import record_fill, record_order
 from shared.db.models import (
     METADATA,
@@ -32,6 +38,7 @@ __all__ = [
     "METADATA",
     "Base",
     "ControlAction",
+    "DriverConnection",
     "ExecutionIntent",
     "Fill",
     "FlattenJobRecord",
@@ -43,6 +50,7 @@ __all__ = [
     "SlippageCalibration",
     "claim_message",
     "downgrade",
+    "driver_transaction",
     "make_engine",
     "record_fill",
     "record_order",

@@ -10,10 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from shared.db.models import Fill, Order
+from shared.db.engine import DriverConnection
 from shared.matching.types import OrderKind, OrderRequest
 from shared.messages import OrderFilled, OrderStatus, TradingMode
 
@@ -27,7 +24,7 @@ _ORDER_TYPES = {
 
 
 async def record_order(
-    connection: AsyncConnection,
+    connection: DriverConnection,
     request: OrderRequest,
     *,
     intent_id: str,
@@ -38,53 +35,55 @@ async def record_order(
     venue_order_id: str | None = None,
     reason: str = "",
 ) -> None:
-    """Insert the order, or bring its state up to date; the request itself never changes."""
-    statement = insert(Order).values(
-        client_order_id=request.client_order_id, intent_id=intent_id,
-        venue_order_id=venue_order_id, product_id=request.product_id,
-        side=request.side.value, order_type=_ORDER_TYPES[request.kind],
-        post_only=request.post_only, base_size=request.base_size,
-        quote_size=request.quote_size, limit_price=request.limit_price, status=status.value,
-        filled_size=filled_size, average_price=average_price, reason=reason, mode=mode.value,
-    )  # fmt: skip
-    excluded = statement.excluded
-    await connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=["client_order_id"],
-            set_={
-                "status": excluded.status,
-                "filled_size": excluded.filled_size,
-                "average_price": excluded.average_price,
-                "reason": excluded.reason,
-                "venue_order_id": excluded.venue_order_id,
-                "updated_at": excluded.updated_at,
-            },
-        )  # fmt: skip
-    )
+    """Insert the order, or bring its state up to date; the request itself never changes.
+
+    ``connection``: in a :func:`~shared.db.engine.driver_transaction`."""
+    await connection.execute(_RECORD_ORDER, {
+        "client_order_id": request.client_order_id, "intent_id": intent_id,
+        "venue_order_id": venue_order_id, "product_id": request.product_id,
+        "side": request.side.value, "order_type": _ORDER_TYPES[request.kind],
+        "post_only": request.post_only, "base_size": request.base_size,
+        "quote_size": request.quote_size, "limit_price": request.limit_price,
+        "status": status.value, "filled_size": filled_size, "average_price": average_price,
+        "reason": reason, "mode": mode.value,
+    })  # fmt: skip
 
 
 async def record_fill(
-    connection: AsyncConnection, fill: OrderFilled, *, venue: str, arrival_time: datetime
+    connection: DriverConnection, fill: OrderFilled, *, venue: str, arrival_time: datetime
 ) -> bool:
-    """Insert ``fill`` once; False when its (venue, trade id) was already recorded."""
-    statement = (
-        insert(Fill)
-        .values(
-            venue=venue,
-            trade_id=fill.trade_id,
-            client_order_id=fill.client_order_id,
-            product_id=fill.product_id,
-            side=fill.side.value,
-            price=fill.price,
-            size=fill.size,
-            fee=fill.fee,
-            liquidity=fill.liquidity.value,
-            arrival_mid=fill.arrival_mid,
-            arrival_time=arrival_time,
-            filled_at=fill.filled_at,
-            mode=fill.mode.value,
-        )  # fmt: skip
-        .on_conflict_do_nothing(index_elements=["venue", "trade_id"])
-        .returning(Fill.id)
-    )
-    return (await connection.execute(statement)).first() is not None
+    """Insert ``fill`` once; False when its (venue, trade id) was already recorded.
+
+    ``connection``: in a :func:`~shared.db.engine.driver_transaction`."""
+    inserted = await connection.execute(_RECORD_FILL, {
+        "venue": venue, "trade_id": fill.trade_id, "client_order_id": fill.client_order_id,
+        "product_id": fill.product_id, "side": fill.side.value, "price": fill.price,
+        "size": fill.size, "fee": fill.fee, "liquidity": fill.liquidity.value,
+        "arrival_mid": fill.arrival_mid, "arrival_time": arrival_time,
+        "filled_at": fill.filled_at, "mode": fill.mode.value,
+    })  # fmt: skip
+    return await inserted.fetchone() is not None
+
+
+# The columns are the models' (shared.db.models); created_at and updated_at default to now().
+_RECORD_ORDER = """
+    insert into orders (client_order_id, intent_id, venue_order_id, product_id, side,
+        order_type, post_only, base_size, quote_size, limit_price, status, filled_size,
+        average_price, reason, mode)
+    values (%(client_order_id)s, %(intent_id)s, %(venue_order_id)s, %(product_id)s, %(side)s,
+        %(order_type)s, %(post_only)s, %(base_size)s, %(quote_size)s, %(limit_price)s,
+        %(status)s, %(filled_size)s, %(average_price)s, %(reason)s, %(mode)s)
+    on conflict (client_order_id) do update
+    set status = excluded.status, filled_size = excluded.filled_size,
+        average_price = excluded.average_price, reason = excluded.reason,
+        venue_order_id = excluded.venue_order_id, updated_at = excluded.updated_at
+"""
+_RECORD_FILL = """
+    insert into fills (venue, trade_id, client_order_id, product_id, side, price, size, fee,
+        liquidity, arrival_mid, arrival_time, filled_at, mode)
+    values (%(venue)s, %(trade_id)s, %(client_order_id)s, %(product_id)s, %(side)s, %(price)s,
+        %(size)s, %(fee)s, %(liquidity)s, %(arrival_mid)s, %(arrival_time)s, %(filled_at)s,
+        %(mode)s)
+    on conflict (venue, trade_id) do nothing
+    returning id
+"""

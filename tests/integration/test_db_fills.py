@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from shared.db import Fill, Order, record_fill, record_order, upgrade
+from shared.db import Fill, Order, driver_transaction, record_fill, record_order, upgrade
 from shared.matching.types import OrderKind, OrderRequest
 from shared.messages import Liquidity, OrderFilled, OrderStatus, TradingMode
 from shared.money import Side
@@ -31,10 +31,10 @@ def _fill(trade_id: str, size: str) -> OrderFilled:
 
 async def test_an_order_is_recorded_once_and_follows_its_state(pg_url, pg_engine):
     upgrade(pg_url)
-    async with pg_engine.begin() as connection:
+    async with driver_transaction(pg_engine) as connection:
         await record_order(connection, REQUEST, intent_id="entry:1", status=OrderStatus.PENDING,
                            mode=TradingMode.PAPER)  # fmt: skip
-    async with pg_engine.begin() as connection:
+    async with driver_transaction(pg_engine) as connection:
         await record_order(connection, REQUEST, intent_id="entry:1",
                            status=OrderStatus.PARTIALLY_FILLED, mode=TradingMode.PAPER,
                            filled_size=Decimal("0.2"), average_price=Decimal("2999.99"),
@@ -50,12 +50,12 @@ async def test_an_order_is_recorded_once_and_follows_its_state(pg_url, pg_engine
 
 async def test_a_replayed_fill_is_recorded_once_even_when_replays_race(pg_url, pg_engine):
     upgrade(pg_url)
-    async with pg_engine.begin() as connection:
+    async with driver_transaction(pg_engine) as connection:
         await record_order(connection, REQUEST, intent_id="entry:1", status=OrderStatus.OPEN,
                            mode=TradingMode.PAPER)  # fmt: skip
 
     async def record(fill: OrderFilled) -> bool:
-        async with pg_engine.begin() as connection:
+        async with driver_transaction(pg_engine) as connection:
             return await record_fill(connection, fill, venue="paper", arrival_time=AT)
 
     first = await asyncio.gather(*(record(_fill("t-1", "0.2")) for _ in range(5)))

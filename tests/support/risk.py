@@ -25,7 +25,7 @@ from services.risk.ctl import ControlAuth
 from services.risk.service import RiskService
 from shared.bus import BusKeys, ConsumerSettings, Delivery, StreamConsumer
 from shared.clock import SimulatedClock
-from shared.db import record_fill, record_order
+from shared.db import driver_transaction, record_fill, record_order
 from shared.matching.types import OrderKind, OrderRequest
 from shared.messages import (
     CancelOrders,
@@ -155,7 +155,7 @@ class FakeExecution:
             price=price, size=size, fee=fee, liquidity=Liquidity.TAKER,
             arrival_mid=order.reference_mid, mode=TradingMode.PAPER, filled_at=now,
         )  # fmt: skip
-        async with self.database.begin() as connection:
+        async with driver_transaction(self.database) as connection:
             await record_order(connection, request, intent_id=order.intent_id,
                                status=OrderStatus.FILLED, mode=TradingMode.PAPER,
                                filled_size=size, average_price=price)  # fmt: skip
