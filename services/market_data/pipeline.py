@@ -44,8 +44,8 @@ from shared.coinbase.ws_events import (
     TradesReceived,
 )
 from shared.logging import get_logger
-from shared.messages import BookLevel, BookUpdated, Payload, new_envelope
-from shared.products import ProductCatalog, ProductInfo
+from shared.messages import BookLevel, BookUpdated, Payload, TickUpdated, new_envelope
+from shared.products import LatestTicks, ProductCatalog, ProductInfo
 
 __all__ = ["MarketData", "PipelineOptions"]
 
@@ -91,6 +91,7 @@ class MarketData:
         self._publisher = Publisher(redis, keys=keys, maxlen=stream_maxlen)
         self._ledger = CandleLedger(redis, keys, clock, maxlen=stream_maxlen)
         self._catalog = ProductCatalog(redis, keys.prefix)
+        self._latest_ticks = LatestTicks(redis, keys.prefix)
         self._stop = asyncio.Event()
         self.feed: MarketDataFeed | None = None
         self.listed: tuple[str, ...] = ()
@@ -375,9 +376,15 @@ class MarketData:
             await self._publish(tick, received_ns)
 
     async def _publish(self, payload: Payload, origin_ns: int) -> None:
-        """Publish a tick or a book; on a Redis error it is dropped (the next one follows)."""
+        """Publish a tick (kept as its product's latest too) or a book; on a Redis error it
+        is dropped (the next one follows)."""
+        latest = None
+        if isinstance(payload, TickUpdated):
+            latest = (self._latest_ticks.key, payload.product_id)
         try:
-            await self._publisher.publish(new_envelope(payload, self._clock, origin_ts=origin_ns))
+            await self._publisher.publish(
+                new_envelope(payload, self._clock, origin_ts=origin_ns), latest_in=latest
+            )
         except RedisError as exc:
             metrics.PUBLISH_ERRORS.labels(payload.STREAM).inc()
             _log.warning("publish failed", stream=payload.STREAM, error=str(exc))

@@ -1,10 +1,14 @@
-"""signal's composition root: candles and ticks in, ``signal.proposals`` out.
+"""signal's composition root: candles in, ``signal.proposals`` out.
 
 On start the strategy state is rebuilt from the candles the consumer group already
 handled (:mod:`services.signal.rebuild`); only then does the candle consumer run. Each
 proposal is published atomically with the ack of the candle that caused it, under an
 envelope id equal to its deterministic proposal id: a redelivered candle, or the same
 candle read again after a crash, can never publish a second proposal.
+
+Signal does not consume ``md.ticks``: no strategy trades on ticks, and a proposal's
+reference mid is its product's latest tick, read when the proposal is made from the
+cache market-data keeps beside the stream (:class:`shared.products.LatestTicks`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from shared.bus import BusKeys, ConsumerSettings, Delivery, StreamConsumer, crea
 from shared.clock import Clock
 from shared.config import load_config
 from shared.logging import get_logger
-from shared.messages import CandleClosed, Envelope, Payload, TickUpdated, new_envelope
+from shared.messages import CandleClosed, Envelope, Payload, new_envelope
+from shared.products import LatestTicks
 from shared.service import create_app, redis_ready
 from shared.settings import ServiceSettings
 
@@ -61,16 +66,17 @@ class SignalSettings(ServiceSettings):
 
 
 class SignalService:
-    """Stream handlers around the pure :class:`SignalEngine`."""
+    """The stream handler around the pure :class:`SignalEngine`."""
 
     def __init__(
-        self, engine: SignalEngine, clock: Clock, *, max_lag_s: float, tick_max_age_s: float
-    ) -> None:
+        self, engine: SignalEngine, clock: Clock, latest_ticks: LatestTicks, *,
+        max_lag_s: float, tick_max_age_s: float,
+    ) -> None:  # fmt: skip
         self.engine = engine
         self._clock = clock
+        self._latest_ticks = latest_ticks
         self._max_lag_s = max_lag_s
         self._tick_max_age_ns = int(tick_max_age_s * 1e9)
-        self._mids: dict[str, tuple[Decimal, int]] = {}
 
     async def on_candle(self, envelope: Envelope[Payload], delivery: Delivery) -> None:
         candle = envelope.data
@@ -90,7 +96,8 @@ class SignalService:
                 HISTORY.labels(signal.strategy).inc()
             return
         for signal in signals:
-            proposal = to_proposal(signal, self._reference_mid(signal), self._clock.now())
+            mid = await self._reference_mid(signal)
+            proposal = to_proposal(signal, mid, self._clock.now())
             delivery.publish(
                 new_envelope(
                     proposal,
@@ -103,21 +110,13 @@ class SignalService:
             _log.info("proposal", proposal_id=proposal.proposal_id, side=proposal.side.value,
                       reference_mid=str(proposal.reference_mid))  # fmt: skip
 
-    def _reference_mid(self, signal: Signal) -> Decimal:
+    async def _reference_mid(self, signal: Signal) -> Decimal:
         """The latest mid when a fresh tick has one; else the deciding candle's close."""
-        latest = self._mids.get(signal.product_id)
-        if latest is not None and self._clock.now_ns() - latest[1] <= self._tick_max_age_ns:
-            return latest[0]
+        latest = await self._latest_ticks.get(signal.product_id)
+        if latest is not None and self._clock.now_ns() - latest.origin_ts <= self._tick_max_age_ns:
+            tick = latest.data
+            return Tick(tick.product_id, tick.best_bid, tick.best_ask, latest.origin_ts).mid
         return signal.reference_price
-
-    async def on_tick(self, envelope: Envelope[Payload], delivery: Delivery) -> None:
-        del delivery
-        tick = envelope.data
-        if not isinstance(tick, TickUpdated):
-            return
-        view = Tick(tick.product_id, tick.best_bid, tick.best_ask, envelope.origin_ts)
-        self._mids[tick.product_id] = (view.mid, envelope.origin_ts)
-        self.engine.on_tick(view)
 
 
 class RebuildThenConsume:
@@ -162,8 +161,8 @@ def bootstrap(
     keys = BusKeys(settings.bus_prefix)
     engine = SignalEngine(build_strategies(config.strategies))
     service = SignalService(
-        engine, clock, max_lag_s=settings.signal_max_candle_lag_s,
-        tick_max_age_s=settings.signal_tick_max_age_s,
+        engine, clock, LatestTicks(redis, keys.prefix),
+        max_lag_s=settings.signal_max_candle_lag_s, tick_max_age_s=settings.signal_tick_max_age_s,
     )  # fmt: skip
     candles = StreamConsumer(
         redis,
@@ -176,19 +175,6 @@ def bootstrap(
         service.on_candle,
         keys=keys,
     )
-    ticks = StreamConsumer(
-        redis,
-        ConsumerSettings(
-            stream=TickUpdated.STREAM,
-            group=GROUP,
-            consumer=settings.signal_consumer,
-            start_id="$",
-            handled_ttl_s=None,
-            batch_size=256,
-        ),  # fmt: skip
-        service.on_tick,
-        keys=keys,
-    )
     candle_worker = RebuildThenConsume(redis, keys, engine, candles, clock)
 
     async def rebuilt() -> bool:
@@ -199,7 +185,7 @@ def bootstrap(
 
     app = create_app(
         settings,
-        workers=[candle_worker, ticks],
+        workers=[candle_worker],
         readiness={"redis": redis_ready(redis), "rebuilt": rebuilt},
         on_shutdown=[close],
     )

@@ -26,14 +26,26 @@ class Publisher:
         self._keys = keys or BusKeys()
         self._maxlen = maxlen
 
-    async def publish(self, envelope: Envelope[Any], *, stream: str | None = None) -> str:
-        """Append now; returns the entry id. ``stream`` defaults to the payload's home."""
+    async def publish(
+        self, envelope: Envelope[Any], *, stream: str | None = None,
+        latest_in: tuple[str, str] | None = None,
+    ) -> str:  # fmt: skip
+        """Append now; returns the entry id. ``stream`` defaults to the payload's home.
+
+        ``latest_in``: a hash key and field that also get the encoded envelope, in the same
+        round trip (not atomically): a cache of the latest entry of its kind, for readers
+        that want it now and then rather than every entry."""
         name = stream or envelope.data.STREAM
-        entry_id = await self._redis.xadd(
-            self._keys.stream(name),
-            {ENVELOPE_FIELD: encode(envelope)},
-            maxlen=self._maxlen,
-            approximate=True,
-        )
+        raw = encode(envelope)
+        key = self._keys.stream(name)
+        if latest_in is None:
+            entry_id = await self._redis.xadd(
+                key, {ENVELOPE_FIELD: raw}, maxlen=self._maxlen, approximate=True
+            )
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xadd(key, {ENVELOPE_FIELD: raw}, maxlen=self._maxlen, approximate=True)
+                pipe.hset(latest_in[0], latest_in[1], raw)
+                entry_id, _ = await pipe.execute()
         PUBLISHED.labels(name).inc()
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

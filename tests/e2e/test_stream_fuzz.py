@@ -71,6 +71,7 @@ from shared.messages import (
     new_envelope,
 )
 from shared.money import Side
+from shared.products import LatestTicks
 from tests.e2e.process import ServiceProcess
 from tests.support.execution import orders_of
 from tests.support.polling import eventually
@@ -84,7 +85,7 @@ ENV = ENVELOPE_FIELD.encode()
 GRANULARITY = 60
 # Which group of which service reads each stream: every one of them is fuzzed.
 CONSUMERS: dict[str, tuple[str, ...]] = {
-    TickUpdated.STREAM: ("signal", "risk", "execution"),
+    TickUpdated.STREAM: ("risk", "execution"),
     CandleClosed.STREAM: ("signal",),
     BookUpdated.STREAM: ("execution",),
     TradeProposed.STREAM: ("risk",),
@@ -661,10 +662,13 @@ async def _a_breakout_still_trades(
         product_id=PRODUCT, bids=(BookLevel(price=Decimal("49990"), size=Decimal("1")),),
         asks=(BookLevel(price=Decimal("50010"), size=Decimal("1")),), exchange_time=now,
     ))  # fmt: skip
-    await publish(TickUpdated(
+    tick = TickUpdated(
         product_id=PRODUCT, best_bid=Decimal("49990"), best_bid_size=Decimal("1"),
         best_ask=Decimal("50010"), best_ask_size=Decimal("1"), exchange_time=now,
-    ))  # fmt: skip
+    )  # fmt: skip
+    # as market-data publishes a tick: on the stream, and as its product's latest
+    await publisher.publish(new_envelope(tick, clock),
+                            latest_in=(LatestTicks(redis, keys.prefix).key, PRODUCT))  # fmt: skip
     last_start = now.replace(second=0, microsecond=0) - timedelta(seconds=GRANULARITY)
     closes = ["49000", "49100", "49050", "49020", "50100"]  # the last breaks out
     for n, close in enumerate(closes):

@@ -9,7 +9,7 @@ import pytest
 
 from shared.bus import BusKeys
 from shared.messages import BookUpdated, TickUpdated, decode
-from shared.products import ProductCatalog
+from shared.products import LatestTicks, ProductCatalog
 from tests.support.market import market_stack, published_candles, venue_candles
 from tests.support.polling import eventually, metric
 
@@ -66,6 +66,15 @@ async def test_publishes_ticks_books_products_and_candles_equal_to_the_venue(
     assert isinstance(book, BookUpdated) and 0 < len(book.bids) <= 10 and len(book.asks) > 0
     assert set(catalog) == {"BTC-USD", "ETH-USD"}
     assert catalog["BTC-USD"].entries_allowed and catalog["BTC-USD"].price_increment > 0
+    # each product's newest tick is kept beside the stream, for readers of the latest only
+    newest = {}
+    for _entry, fields in await redis.xrevrange(bus_keys.stream(TickUpdated.STREAM), count=500):
+        envelope = decode(fields[b"env"])
+        newest.setdefault(envelope.data.product_id, envelope)
+    latest = LatestTicks(redis, bus_keys.prefix)
+    assert set(newest) == {"BTC-USD", "ETH-USD"}
+    for product_id, envelope in newest.items():
+        assert await latest.get(product_id) == envelope
 
 
 @pytest.mark.parametrize("scope", ["connection", "product"])
