@@ -289,7 +289,8 @@ def bootstrap(
         if paper is not None:
             paper.restore_fills(_as_fills(await store.venue_fills()))
 
-    market = {"start_id": "$", "handled_ttl_s": None, "batch_size": 256}
+    # a tick or book is superseded by the next: one lost at a crash, or failed, is not retried
+    market = {"start_id": "$", "handled_ttl_s": None, "batch_size": 256, "at_most_once": True}
     workers: list[Worker] = [
         ExecutionLoop(
             service,

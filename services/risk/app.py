@@ -120,11 +120,12 @@ def bootstrap(
     def consumer(
         stream: str, handler: Handler, *, start_id: str = "0",
         handled_ttl_s: int | None = 86_400, batch_size: int = 16, max_deliveries: int = 5,
+        at_most_once: bool = False,
     ) -> StreamConsumer:  # fmt: skip
         options = ConsumerSettings(
             stream=stream, group=GROUP, consumer=settings.risk_consumer, start_id=start_id,
             handled_ttl_s=handled_ttl_s, batch_size=batch_size, max_deliveries=max_deliveries,
-            outbox_maxlen=settings.risk_stream_maxlen,
+            outbox_maxlen=settings.risk_stream_maxlen, at_most_once=at_most_once,
         )  # fmt: skip
         return StreamConsumer(redis, options, handler, keys=keys)
 
@@ -137,8 +138,14 @@ def bootstrap(
         # a lost IntentFinished would hold its intent open for good: reports are retried
         # through any outage (every claim_min_idle_ms) rather than dead-lettered after five
         consumer(OrderFilled.STREAM, service.on_report, max_deliveries=1_000_000),
+        # a tick is superseded by the next: one lost at a crash, or failed, is not retried
         consumer(
-            TickUpdated.STREAM, service.on_tick, start_id="$", handled_ttl_s=None, batch_size=256
+            TickUpdated.STREAM,
+            service.on_tick,
+            start_id="$",
+            handled_ttl_s=None,
+            batch_size=256,
+            at_most_once=True,
         ),  # fmt: skip
     ]
 

@@ -493,3 +493,43 @@ async def test_entries_that_publish_nothing_are_acked_marked_and_cleared_with_th
         )
         for envelope in more:
             assert await redis.exists(bus_keys.handled(STREAM, "g", envelope.id))
+
+
+async def test_an_at_most_once_consumer_keeps_nothing_pending_and_never_retries(redis, bus_keys):
+    settings = fast_settings(STREAM, handled_ttl_s=None, at_most_once=True)
+    publisher = Publisher(redis, keys=bus_keys)
+    calls: list[str] = []
+    in_hand, release = asyncio.Event(), asyncio.Event()
+
+    async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        calls.append(envelope.data.product_id)  # type: ignore[attr-defined]
+        if envelope.data.product_id == "FAIL-USD":  # type: ignore[attr-defined]
+            raise ValueError("cannot price FAIL-USD")
+        if envelope.data.product_id == "HOLD-USD":  # type: ignore[attr-defined]
+            in_hand.set()
+            await release.wait()
+
+    consumer = StreamConsumer(redis, settings, handle, keys=bus_keys)
+    task = asyncio.create_task(consumer.run())
+    for product_id in ("BTC-USD", "FAIL-USD", "ETH-USD"):
+        await publisher.publish(new_envelope(tick(product_id=product_id), CLOCK))
+    (letter,) = await eventually(
+        lambda: _when_len(dead_letters(redis, bus_keys, STREAM), 1), what="a dead letter"
+    )
+    await eventually(lambda: len(calls) == 3, what="the entry after the failed one")
+    await asyncio.sleep(4 * settings.claim_min_idle_ms / 1000)  # claims ran: no retry
+    assert calls == ["BTC-USD", "FAIL-USD", "ETH-USD"]
+    assert (letter["reason"], letter["attempts"]) == ("handler_failed", "1")
+    assert letter["error"] == "ValueError: cannot price FAIL-USD"
+    # an entry in hand is not pending: the consumer dies with it, and it is gone
+    await publisher.publish(new_envelope(tick(product_id="HOLD-USD"), CLOCK))
+    await asyncio.wait_for(in_hand.wait(), timeout=5)
+    assert await pending_count(redis, bus_keys, STREAM) == 0
+    task.cancel()  # dies in the handler
+    await asyncio.gather(task, return_exceptions=True)
+    async with consuming(redis, bus_keys, settings, handle):
+        await publisher.publish(new_envelope(tick(product_id="SOL-USD"), CLOCK))
+        await eventually(lambda: calls[-1] == "SOL-USD", what="the next tick")
+        await asyncio.sleep(4 * settings.claim_min_idle_ms / 1000)
+    assert calls == ["BTC-USD", "FAIL-USD", "ETH-USD", "HOLD-USD", "SOL-USD"]
+    assert not await redis.exists(bus_keys.errors(STREAM, "g"))
