@@ -146,7 +146,7 @@ def bootstrap(
             handled_ttl_s=None,
             batch_size=256,
             at_most_once=True,
-        ),  # fmt: skip
+        ),
     ]
 
     async def restored() -> bool:

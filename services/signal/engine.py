@@ -1,4 +1,4 @@
-"""Routes closed candles and ticks to the strategies that trade them; pure, no I/O.
+"""Routes closed candles to the strategies that trade them; pure, no I/O.
 
 Candles of one product and granularity must arrive in order. The engine makes a stream
 consumer's redelivery harmless: the newest candle seen again returns the same signals
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from services.signal.strategies.base import Signal, Strategy, Tick
+from services.signal.strategies.base import Signal, Strategy
 from shared.candle_files import Candle
 
 __all__ = ["SignalEngine"]
@@ -26,11 +26,9 @@ class SignalEngine:
             raise ValueError(f"strategy names must be unique, got {names}")
         self.strategies = tuple(strategies)
         self._routes: dict[Route, list[Strategy]] = defaultdict(list)
-        self._by_product: dict[str, list[Strategy]] = defaultdict(list)
         for strategy in strategies:
             for product_id in strategy.products:
                 self._routes[(product_id, strategy.granularity_s)].append(strategy)
-                self._by_product[product_id].append(strategy)
         self._latest: dict[Route, tuple[int, list[Signal]]] = {}
         self.stale_candles = 0
 
@@ -57,10 +55,3 @@ class SignalEngine:
         ]
         self._latest[route] = (candle.start, signals)
         return signals
-
-    def on_tick(self, tick: Tick) -> list[Signal]:
-        return [
-            signal
-            for strategy in self._by_product.get(tick.product_id, ())
-            if (signal := strategy.on_tick(tick)) is not None
-        ]

@@ -4,9 +4,9 @@ A consumer whose effect is a Postgres write makes it exactly-once by claiming th
 message id in the same transaction as the effect: a redelivered message finds its
 claim already there and writes nothing.
 
-The writes on the way from a proposal to an order (a decision, an intent and its order, a
-fill) go through :func:`driver_transaction`: psycopg on a connection of the engine's pool,
-with SQL written once. SQLAlchemy builds, caches and compiles each of its statements per
+Risk's and execution's writes (a decision, an intent and its orders, a fill, a state
+change) go through :func:`driver_transaction`: psycopg on a connection of the engine's
+pool, with SQL written once. SQLAlchemy builds, caches and compiles each of its statements per
 call, which costs about a millisecond a statement; psycopg sends the SQL as it is, and
 prepares a statement on the server once it has run a few times.
 """

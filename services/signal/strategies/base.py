@@ -1,4 +1,4 @@
-"""What a strategy is: a pure object fed closed candles (and ticks) that returns signals.
+"""What a strategy is: a pure object fed closed candles that returns signals.
 
 A strategy keeps its own state per product (indicators, whether it holds a position);
 it never does I/O and never reads a clock: time arrives inside the candles. The same
@@ -99,11 +99,6 @@ class Strategy(ABC):
         if signal is not None:
             self._in_position[product_id] = signal.action is ProposalAction.ENTRY
         return signal
-
-    def on_tick(self, tick: Tick) -> Signal | None:
-        """Feed a top-of-book change; candle-driven strategies ignore it."""
-        del tick
-        return None
 
     @abstractmethod
     def _decide(self, product_id: str, candle: Candle, in_position: bool) -> Signal | None:
