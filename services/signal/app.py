@@ -28,7 +28,7 @@ from services.signal.engine import SignalEngine
 from services.signal.proposals import actionable, to_proposal
 from services.signal.rebuild import begun, candle_of, rebuild_from_stream
 from services.signal.strategies import build_strategies
-from services.signal.strategies.base import Signal, Tick
+from services.signal.strategies.base import Tick
 from shared.aio import pause_unless_stopped
 from shared.bus import BusKeys, ConsumerSettings, Delivery, StreamConsumer, create_redis
 from shared.clock import Clock
@@ -95,9 +95,10 @@ class SignalService:
             for signal in signals:
                 HISTORY.labels(signal.strategy).inc()
             return
+        mid = await self._fresh_mid(candle.product_id)  # every signal here is this product's
         for signal in signals:
-            mid = await self._reference_mid(signal)
-            proposal = to_proposal(signal, mid, self._clock.now())
+            reference = signal.reference_price if mid is None else mid
+            proposal = to_proposal(signal, reference, self._clock.now())
             delivery.publish(
                 new_envelope(
                     proposal,
@@ -110,13 +111,14 @@ class SignalService:
             _log.info("proposal", proposal_id=proposal.proposal_id, side=proposal.side.value,
                       reference_mid=str(proposal.reference_mid))  # fmt: skip
 
-    async def _reference_mid(self, signal: Signal) -> Decimal:
-        """The latest mid when a fresh tick has one; else the deciding candle's close."""
-        latest = await self._latest_ticks.get(signal.product_id)
-        if latest is not None and self._clock.now_ns() - latest.origin_ts <= self._tick_max_age_ns:
-            tick = latest.data
-            return Tick(tick.product_id, tick.best_bid, tick.best_ask, latest.origin_ts).mid
-        return signal.reference_price
+    async def _fresh_mid(self, product_id: str) -> Decimal | None:
+        """The mid of the product's latest tick if it is fresh: a proposal's reference mid
+        (else it is the deciding candle's close)."""
+        latest = await self._latest_ticks.get(product_id)
+        if latest is None or self._clock.now_ns() - latest.origin_ts > self._tick_max_age_ns:
+            return None
+        tick = latest.data
+        return Tick(tick.product_id, tick.best_bid, tick.best_ask, latest.origin_ts).mid
 
 
 class RebuildThenConsume:

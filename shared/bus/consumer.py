@@ -412,8 +412,8 @@ class StreamConsumer:
         except Exception as exc:
             await self._record_failure(entry, exc)
             return False
-        if not delivery.outbox:  # nothing to keep atomic with the ack: it goes with the next read
-            if self.settings.at_most_once:
+        if not delivery.outbox:  # nothing to keep atomic with an ack, if there is one
+            if self.settings.at_most_once:  # NOACK: nothing to ack
                 self._handled.inc()
             else:
                 self._defer_ack(entry)
