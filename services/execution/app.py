@@ -81,6 +81,11 @@ class ExecutionSettings(ServiceSettings):
         description="JSON: what the paper account starts with, before any recorded fill.",
     )
     exec_venue_timeout_s: float = Field(default=10, gt=0, le=120)
+    exec_market_read_interval_ms: int = Field(
+        default=50, ge=0, le=1000,
+        description="Ticks and books are read in batches this often (a paper fill or a maker "
+        "price follows up to this late); 0: one read an entry.",
+    )  # fmt: skip
     exec_stream_maxlen: int = Field(default=100_000, ge=1000)
 
     @model_validator(mode="after")
@@ -290,7 +295,8 @@ def bootstrap(
             paper.restore_fills(_as_fills(await store.venue_fills()))
 
     # a tick or book is superseded by the next: one lost at a crash, or failed, is not retried
-    market = {"start_id": "$", "handled_ttl_s": None, "batch_size": 256, "at_most_once": True}
+    market = {"start_id": "$", "handled_ttl_s": None, "batch_size": 256, "at_most_once": True,
+              "read_interval_ms": settings.exec_market_read_interval_ms}  # fmt: skip
     workers: list[Worker] = [
         ExecutionLoop(
             service,

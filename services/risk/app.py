@@ -61,6 +61,11 @@ class RiskSettings(ServiceSettings):
     risk_tick_max_age_s: float = Field(
         default=10, gt=0, description="Older ticks only mark positions; they fire no stops."
     )
+    risk_tick_read_interval_ms: int = Field(
+        default=50, ge=0, le=1000,
+        description="Ticks are read in batches this often (a stop fires up to this late); 0: "
+        "one read a tick.",
+    )  # fmt: skip
     risk_stream_maxlen: int = Field(default=100_000, ge=1000)
 
     @model_validator(mode="after")
@@ -120,12 +125,13 @@ def bootstrap(
     def consumer(
         stream: str, handler: Handler, *, start_id: str = "0",
         handled_ttl_s: int | None = 86_400, batch_size: int = 16, max_deliveries: int = 5,
-        at_most_once: bool = False,
+        at_most_once: bool = False, read_interval_ms: int = 0,
     ) -> StreamConsumer:  # fmt: skip
         options = ConsumerSettings(
             stream=stream, group=GROUP, consumer=settings.risk_consumer, start_id=start_id,
             handled_ttl_s=handled_ttl_s, batch_size=batch_size, max_deliveries=max_deliveries,
             outbox_maxlen=settings.risk_stream_maxlen, at_most_once=at_most_once,
+            read_interval_ms=read_interval_ms,
         )  # fmt: skip
         return StreamConsumer(redis, options, handler, keys=keys)
 
@@ -146,6 +152,7 @@ def bootstrap(
             handled_ttl_s=None,
             batch_size=256,
             at_most_once=True,
+            read_interval_ms=settings.risk_tick_read_interval_ms,
         ),
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import ClassVar
 
 import orjson
@@ -535,3 +536,26 @@ async def test_an_at_most_once_consumer_keeps_nothing_pending_and_never_retries(
         await eventually(lambda: calls[-1] == "SOL-USD", what="the next tick")
     assert calls == ["BTC-USD", "FAIL-USD", "ETH-USD", "HOLD-USD", "SOL-USD"]
     assert not await redis.exists(bus_keys.errors(STREAM, "g"))
+
+
+async def test_a_read_interval_takes_a_busy_stream_in_batches(redis, bus_keys):
+    # after a read that did not fill its batch the next waits out the interval; a full
+    # batch means more is waiting, so the next read follows at once
+    settings = fast_settings(STREAM, batch_size=5, read_interval_ms=500)
+    publisher = Publisher(redis, keys=bus_keys)
+    handled_at: list[float] = []
+
+    async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        handled_at.append(time.monotonic())
+
+    async with consuming(redis, bus_keys, settings, handle):
+        await publisher.publish(_ticks(1)[0])
+        await eventually(lambda: len(handled_at) == 1, what="the first tick")
+        for envelope in _ticks(12):
+            await publisher.publish(envelope)
+        await eventually(lambda: len(handled_at) == 13, what="the next twelve")
+    first, burst = handled_at[0], handled_at[1:]
+    # the read that took the first tick began at most block_ms before it was handled
+    assert burst[0] - first >= 0.5 - 0.05 - 0.05
+    # 5 + 5 + 2: three reads back to back, not three intervals
+    assert burst[-1] - burst[0] < 0.25
