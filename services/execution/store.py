@@ -15,19 +15,22 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.execution.orders import RecordedOrder
 from shared.db import (
-    DriverConnection,
+    Batch,
+    BatchResult,
     ExecutionIntent,
     Fill,
     Order,
-    driver_transaction,
     record_fill,
     record_order,
+    unique_violation,
+    write_batch,
 )
 from shared.matching.types import OrderKind, OrderRequest
 from shared.messages import (
@@ -80,54 +83,59 @@ class ExecutionStore:
     ) -> bool:
         """Take the intent on with its first step, in one transaction; False if it was taken
         on before (by any run), and then nothing is written."""
-        async with driver_transaction(self._database) as connection:
-            inserted = await connection.execute(_INSERT_INTENT, {
-                "intent_id": command.intent_id, "command": Jsonb(command.model_dump(mode="json")),
-                "origin_ts": origin_ts, "product_id": command.product_id, "started_at": now,
-                "mode": self._mode.value,
-            })  # fmt: skip
-            if await inserted.fetchone() is None:
+        try:
+            async with write_batch(self._database) as batch:
+                await batch.execute(_INSERT_INTENT, {
+                    "intent_id": command.intent_id,
+                    "command": Jsonb(command.model_dump(mode="json")), "origin_ts": origin_ts,
+                    "product_id": command.product_id, "started_at": now,
+                    "mode": self._mode.value,
+                })  # fmt: skip
+                await self._write(batch, command, first, command.issued_at)
+        except psycopg.errors.UniqueViolation as exc:
+            if unique_violation(exc, _INTENT_KEY):
                 return False
-            await self._write(connection, command, first, command.issued_at)
+            raise
         return True
 
     async def save(
         self, intent: PlaceOrder, progress: Progress, arrival_time: datetime
     ) -> list[OrderFilled]:
         """Record the step; returns the fills that were new (a replayed one is not)."""
-        async with driver_transaction(self._database) as connection:
-            return await self._write(connection, intent, progress, arrival_time)
+        async with write_batch(self._database) as batch:
+            recorded = await self._write(batch, intent, progress, arrival_time)
+        return [fill for fill, result in recorded if await result.first() is not None]
 
     async def _write(
-        self, connection: DriverConnection, intent: PlaceOrder, progress: Progress,
-        arrival_time: datetime,
-    ) -> list[OrderFilled]:  # fmt: skip
-        new_fills = []
+        self, batch: Batch, intent: PlaceOrder, progress: Progress, arrival_time: datetime
+    ) -> list[tuple[OrderFilled, BatchResult]]:
+        """Queue the step's statements; returns each fill with its insert's result."""
+        fills = []
         for request in progress.sent:
-            await record_order(connection, request, intent_id=intent.intent_id,
+            await record_order(batch, request, intent_id=intent.intent_id,
                                status=OrderStatus.PENDING, mode=self._mode)  # fmt: skip
         for fill in progress.fills:
-            if await record_fill(connection, fill, venue=self._venue, arrival_time=arrival_time):
-                new_fills.append(fill)
+            fills.append((fill, await record_fill(batch, fill, venue=self._venue,
+                                                  arrival_time=arrival_time)))  # fmt: skip
         for update_ in progress.updates:
-            await connection.execute(_UPDATE_ORDER, {
+            await batch.execute(_UPDATE_ORDER, {
                 "client_order_id": update_.client_order_id, "status": update_.status.value,
                 "filled_size": update_.filled_size, "average_price": update_.average_price,
                 "reason": update_.reason, "venue_order_id": update_.venue_order_id,
             })  # fmt: skip
         finished = progress.finished
         if progress.cancel_reason or finished is not None:
-            await connection.execute(_UPDATE_INTENT, {
+            await batch.execute(_UPDATE_INTENT, {
                 "intent_id": intent.intent_id, "cancel_reason": progress.cancel_reason or None,
                 "status": None if finished is None else finished.status.value,
                 "reason": None if finished is None else finished.reason,
                 "finished_at": None if finished is None else finished.finished_at,
             })  # fmt: skip
-        return new_fills
+        return fills
 
     async def mark_reported(self, intent_id: str) -> None:
-        async with driver_transaction(self._database) as connection:
-            await connection.execute(_MARK_REPORTED, {"intent_id": intent_id})
+        async with write_batch(self._database) as batch:
+            await batch.execute(_MARK_REPORTED, {"intent_id": intent_id})
 
     async def unreported(self) -> list[StoredIntent]:
         """Intents of this mode not yet reported finished: open ones, and any whose report
@@ -218,9 +226,8 @@ _INSERT_INTENT = """
         cancel_reason, reason, reported, mode)
     values (%(intent_id)s, %(command)s, %(origin_ts)s, %(product_id)s, %(started_at)s, '', '',
         false, %(mode)s)
-    on conflict (intent_id) do nothing
-    returning intent_id
 """
+_INTENT_KEY = "pk_execution_intents"  # an intent is taken on once
 _UPDATE_ORDER = """
     update orders
     set status = %(status)s, filled_size = %(filled_size)s, average_price = %(average_price)s,

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import distinct_on
@@ -23,14 +24,15 @@ from services.risk.ledger import EntryRecord, OpenIntent
 from services.risk.portfolio import AppliedFill
 from services.risk.state import EquityWatch, TradingState
 from shared.db import (
-    DriverConnection,
+    Batch,
     Fill,
     FlattenJobRecord,
     Order,
     RiskDecision,
     RiskIntent,
     RiskStateEntry,
-    driver_transaction,
+    unique_violation,
+    write_batch,
 )
 from shared.messages import (
     DecisionOutcome,
@@ -50,9 +52,9 @@ Levels = tuple[Decimal | None, Decimal | None]
 class AlreadyDecided(Exception):
     """A proposal was decided before (a redelivery after a crash): nothing was written."""
 
-    def __init__(self, proposal_id: str) -> None:
-        super().__init__(f"proposal {proposal_id} was decided before")
-        self.proposal_id = proposal_id
+    def __init__(self, proposal_ids: list[str]) -> None:
+        super().__init__(f"a proposal of {', '.join(proposal_ids)} was decided before")
+        self.proposal_ids = proposal_ids
 
 
 @dataclass
@@ -237,48 +239,54 @@ class RiskStore:
         """Everything ``effects`` must keep, in one transaction.
 
         Raises :class:`AlreadyDecided`, and writes nothing, if one of its decisions is on
-        record already: deciding a proposal is checked here, in the same round trip as the
-        insert, instead of by a lookup before every decision.
+        record already: deciding a proposal is checked by the decision's primary key, in
+        the same round trip as the rest, instead of by a lookup before every decision.
         """
-        async with driver_transaction(self._engine) as connection:
+        try:
+            await self._write(effects, now)
+        except psycopg.errors.UniqueViolation as exc:
+            if unique_violation(exc, _DECISION_KEY):
+                raise AlreadyDecided([d.proposal_id for d in effects.decisions]) from exc
+            raise
+
+    async def _write(self, effects: Effects, now: datetime) -> None:
+        async with write_batch(self._engine) as batch:
             for decision in effects.decisions:
-                inserted = await connection.execute(_INSERT_DECISION, self._decision_row(decision))
-                if await inserted.fetchone() is None:
-                    raise AlreadyDecided(decision.proposal_id)
+                await batch.execute(_INSERT_DECISION, self._decision_row(decision))
             for issued in effects.intents:
-                await connection.execute(_INSERT_INTENT, self._intent_row(issued))
+                await batch.execute(_INSERT_INTENT, self._intent_row(issued))
             for report in effects.finished:
-                await connection.execute(_FINISH_INTENT, {
+                await batch.execute(_FINISH_INTENT, {
                     "intent_id": report.intent_id, "finished_at": report.finished_at,
                     "status": report.status.value, "filled_base": report.filled_base,
                     "filled_quote": report.filled_quote, "reason": report.reason,
                 })  # fmt: skip
             for change in effects.audit:
-                await connection.execute(_INSERT_CONTROL_ACTION, {
+                await batch.execute(_INSERT_CONTROL_ACTION, {
                     "action": change.action, "actor": change.actor, "reason": change.reason,
                     "requested_at": change.changed_at, "mode": self.mode,
                     "outcome": Jsonb({"entries_allowed": change.entries_allowed,
                                       "flatten_id": change.flatten_id}),
                 })  # fmt: skip
             for job in effects.jobs.values():
-                await connection.execute(_SAVE_JOB, {
+                await batch.execute(_SAVE_JOB, {
                     "flatten_id": job.flatten_id, "actor": job.actor, "reason": job.reason,
                     "requested_at": job.requested_at, "finished_at": job.finished_at,
                     "progress": Jsonb(job.to_json()), "mode": self.mode,
                 })  # fmt: skip
             if effects.state is not None:
-                await self._save_state(connection, "trading", effects.state.to_json(), now)
+                await self._save_state(batch, "trading", effects.state.to_json(), now)
             if effects.watch is not None:
-                await self._save_state(connection, "watch", effects.watch.to_json(), now)
+                await self._save_state(batch, "watch", effects.watch.to_json(), now)
 
     async def save_watch(self, watch: EquityWatch, now: datetime) -> None:
-        async with driver_transaction(self._engine) as connection:
-            await self._save_state(connection, "watch", watch.to_json(), now)
+        async with write_batch(self._engine) as batch:
+            await self._save_state(batch, "watch", watch.to_json(), now)
 
     async def _save_state(
-        self, connection: DriverConnection, name: str, value: dict[str, Any], now: datetime
+        self, batch: Batch, name: str, value: dict[str, Any], now: datetime
     ) -> None:
-        await connection.execute(
+        await batch.execute(
             _SAVE_STATE, {"mode": self.mode, "name": name, "value": Jsonb(value), "updated_at": now}
         )
 
@@ -313,9 +321,8 @@ _INSERT_DECISION = """
     values (%(proposal_id)s, %(strategy)s, %(product_id)s, %(action)s, %(outcome)s,
         %(requested_quote_size)s, %(approved_quote_size)s, %(exit_base_size)s, %(reasons)s,
         %(decided_at)s, %(mode)s)
-    on conflict (proposal_id) do nothing
-    returning proposal_id
 """
+_DECISION_KEY = "uq_risk_decisions_proposal_id"  # a proposal is decided once
 _INSERT_INTENT = """
     insert into risk_intents (intent_id, kind, product_id, side, quote_size, base_size,
         reference_mid, proposal_id, flatten_id, stop_loss, take_profit, issued_at, reason, mode)

@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from shared.db.engine import (
-    DriverConnection,
+    Batch,
+    BatchResult,
     claim_message,
-    driver_transaction,
     make_engine,
     sqlalchemy_url,
+    unique_violation,
+    write_batch,
 )
 from shared.db.fills import record_fill, record_order
 from shared.db.models import (
@@ -38,7 +40,8 @@ __all__ = [
     "METADATA",
     "Base",
     "ControlAction",
-    "DriverConnection",
+    "Batch",
+    "BatchResult",
     "ExecutionIntent",
     "Fill",
     "FlattenJobRecord",
@@ -50,7 +53,8 @@ __all__ = [
     "SlippageCalibration",
     "claim_message",
     "downgrade",
-    "driver_transaction",
+    "unique_violation",
+    "write_batch",
     "make_engine",
     "record_fill",
     "record_order",

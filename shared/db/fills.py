@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from shared.db.engine import DriverConnection
+from shared.db.engine import Batch, BatchResult
 from shared.matching.types import OrderKind, OrderRequest
 from shared.messages import OrderFilled, OrderStatus, TradingMode
 
@@ -24,7 +24,7 @@ _ORDER_TYPES = {
 
 
 async def record_order(
-    connection: DriverConnection,
+    batch: Batch,
     request: OrderRequest,
     *,
     intent_id: str,
@@ -37,8 +37,8 @@ async def record_order(
 ) -> None:
     """Insert the order, or bring its state up to date; the request itself never changes.
 
-    ``connection``: in a :func:`~shared.db.engine.driver_transaction`."""
-    await connection.execute(_RECORD_ORDER, {
+    ``batch``: a :func:`~shared.db.engine.write_batch`'s."""
+    await batch.execute(_RECORD_ORDER, {
         "client_order_id": request.client_order_id, "intent_id": intent_id,
         "venue_order_id": venue_order_id, "product_id": request.product_id,
         "side": request.side.value, "order_type": _ORDER_TYPES[request.kind],
@@ -50,19 +50,19 @@ async def record_order(
 
 
 async def record_fill(
-    connection: DriverConnection, fill: OrderFilled, *, venue: str, arrival_time: datetime
-) -> bool:
-    """Insert ``fill`` once; False when its (venue, trade id) was already recorded.
+    batch: Batch, fill: OrderFilled, *, venue: str, arrival_time: datetime
+) -> BatchResult:
+    """Insert ``fill`` once. Once the batch is sent, the result's first row is None when
+    its (venue, trade id) was already recorded.
 
-    ``connection``: in a :func:`~shared.db.engine.driver_transaction`."""
-    inserted = await connection.execute(_RECORD_FILL, {
+    ``batch``: a :func:`~shared.db.engine.write_batch`'s."""
+    return await batch.execute(_RECORD_FILL, {
         "venue": venue, "trade_id": fill.trade_id, "client_order_id": fill.client_order_id,
         "product_id": fill.product_id, "side": fill.side.value, "price": fill.price,
         "size": fill.size, "fee": fill.fee, "liquidity": fill.liquidity.value,
         "arrival_mid": fill.arrival_mid, "arrival_time": arrival_time,
         "filled_at": fill.filled_at, "mode": fill.mode.value,
     })  # fmt: skip
-    return await inserted.fetchone() is not None
 
 
 # The columns are the models' (shared.db.models); created_at and updated_at default to now().

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from shared.db import Fill, Order, driver_transaction, record_fill, record_order, upgrade
+from shared.db import Fill, Order, record_fill, record_order, upgrade, write_batch
 from shared.matching.types import OrderKind, OrderRequest
 from shared.messages import Liquidity, OrderFilled, OrderStatus, TradingMode
 from shared.money import Side
@@ -31,11 +31,11 @@ def _fill(trade_id: str, size: str) -> OrderFilled:
 
 async def test_an_order_is_recorded_once_and_follows_its_state(pg_url, pg_engine):
     upgrade(pg_url)
-    async with driver_transaction(pg_engine) as connection:
-        await record_order(connection, REQUEST, intent_id="entry:1", status=OrderStatus.PENDING,
+    async with write_batch(pg_engine) as batch:
+        await record_order(batch, REQUEST, intent_id="entry:1", status=OrderStatus.PENDING,
                            mode=TradingMode.PAPER)  # fmt: skip
-    async with driver_transaction(pg_engine) as connection:
-        await record_order(connection, REQUEST, intent_id="entry:1",
+    async with write_batch(pg_engine) as batch:
+        await record_order(batch, REQUEST, intent_id="entry:1",
                            status=OrderStatus.PARTIALLY_FILLED, mode=TradingMode.PAPER,
                            filled_size=Decimal("0.2"), average_price=Decimal("2999.99"),
                            venue_order_id="v-1")  # fmt: skip
@@ -50,13 +50,14 @@ async def test_an_order_is_recorded_once_and_follows_its_state(pg_url, pg_engine
 
 async def test_a_replayed_fill_is_recorded_once_even_when_replays_race(pg_url, pg_engine):
     upgrade(pg_url)
-    async with driver_transaction(pg_engine) as connection:
-        await record_order(connection, REQUEST, intent_id="entry:1", status=OrderStatus.OPEN,
+    async with write_batch(pg_engine) as batch:
+        await record_order(batch, REQUEST, intent_id="entry:1", status=OrderStatus.OPEN,
                            mode=TradingMode.PAPER)  # fmt: skip
 
     async def record(fill: OrderFilled) -> bool:
-        async with driver_transaction(pg_engine) as connection:
-            return await record_fill(connection, fill, venue="paper", arrival_time=AT)
+        async with write_batch(pg_engine) as batch:
+            inserted = await record_fill(batch, fill, venue="paper", arrival_time=AT)
+        return await inserted.first() is not None
 
     first = await asyncio.gather(*(record(_fill("t-1", "0.2")) for _ in range(5)))
     assert sorted(first) == [False, False, False, False, True]
