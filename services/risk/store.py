@@ -54,7 +54,6 @@ class AlreadyDecided(Exception):
 
     def __init__(self, proposal_ids: list[str]) -> None:
         super().__init__(f"a proposal of {', '.join(proposal_ids)} was decided before")
-        self.proposal_ids = proposal_ids
 
 
 @dataclass

@@ -97,14 +97,29 @@ async def write_batch(engine: AsyncEngine) -> AsyncIterator[Batch]:
                 await driver.execute("commit")
             batch.sent = True
         except BaseException:
-            if driver.broken or driver.closed:
-                await connection.invalidate()
-            elif driver.info.transaction_status is not TransactionStatus.IDLE:
-                await driver.execute("rollback")  # the block raised, or a statement failed
+            await _leave_idle_or_drop(connection, driver)
             raise
         finally:
             if not driver.closed:
                 await driver.set_autocommit(False)
+
+
+async def _leave_idle_or_drop(
+    connection: AsyncConnection, driver: psycopg.AsyncConnection[Any]
+) -> None:
+    """After a failed batch: roll back what the server still holds open (the block raised,
+    or a statement failed); a connection that cannot be brought back to idle (Postgres
+    went away, the rollback failed) is closed and dropped from the pool."""
+    open_transaction = driver.info.transaction_status is not TransactionStatus.IDLE
+    if open_transaction and not (driver.broken or driver.closed):
+        with contextlib.suppress(psycopg.Error):
+            await driver.execute("rollback")
+    if (
+        driver.broken
+        or driver.closed
+        or driver.info.transaction_status is not TransactionStatus.IDLE
+    ):
+        await connection.invalidate()
 
 
 def unique_violation(exc: BaseException, constraint: str) -> bool:
