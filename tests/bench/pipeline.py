@@ -26,7 +26,8 @@ pipeline: market-data, signal, risk and execution (PAPER) run as real processes 
           to order (risk), order to PENDING report (execution). The candles of all
           products close on one candle pass, so an order can wait behind another of the
           same pass in each service: ``first_p50_ms`` and ``first_p99_ms`` are of the
-          order risk issued first on each pass, which waited behind none.
+          order risk issued first on each pass, which no order of its pass went ahead
+          of in risk or execution.
 floor:    right after, the services stopped, at the same rate: four bare stream hops
           (XADD, then XREADGROUP by the next process, which XADDs to the next stream...),
           one process a hop, timed from before the first XADD to the last read; its p50.
@@ -395,7 +396,8 @@ def _yes(met: bool) -> str:
 
 def first_of_pass(chains: Sequence[Chain]) -> list[Chain]:
     """Of the orders whose candles closed on one candle pass, the one risk issued first:
-    it queued behind no other order of its pass in signal, risk or execution."""
+    no order of its pass went ahead of it in risk or execution. (Signal may still have
+    proposed for another product first, and a proposal risk refused costs time too.)"""
     passes: list[list[Chain]] = []
     for chain in sorted(chains, key=lambda c: c.candle):
         if passes and chain.candle - passes[-1][0].candle < PASS_NS:
