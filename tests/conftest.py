@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -88,3 +89,11 @@ async def pg_engine(database_url: str, pg_schema: str) -> AsyncIterator[AsyncEng
     engine = make_engine(database_url, connect_args={"options": f"-csearch_path={pg_schema}"})
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+async def closing() -> AsyncIterator[contextlib.AsyncExitStack]:
+    """Callbacks run after the test, pass or fail, before the fixtures it came after
+    (``pg_engine``) are torn down: e.g. a store's ``close``."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield stack

@@ -322,6 +322,7 @@ def bootstrap(
         for closer in closers:
             await closer()
         await redis.aclose()
+        await store.close()
         await database.dispose()
 
     readiness = {

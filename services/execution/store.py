@@ -27,10 +27,10 @@ from shared.db import (
     ExecutionIntent,
     Fill,
     Order,
+    Writer,
     record_fill,
     record_order,
     unique_violation,
-    write_batch,
 )
 from shared.matching.types import OrderKind, OrderRequest
 from shared.messages import (
@@ -75,8 +75,14 @@ class StoredIntent:
 class ExecutionStore:
     def __init__(self, database: AsyncEngine, mode: TradingMode, venue: str) -> None:
         self._database = database
+        # intents are driven concurrently: a few writes may be under way at once
+        self._writer = Writer(database, keep=4)
         self._mode = mode
         self._venue = venue
+
+    async def close(self) -> None:
+        """Hand the connections held for writes back to the engine's pool."""
+        await self._writer.close()
 
     async def add_intent(
         self, command: PlaceOrder, origin_ts: int, now: datetime, first: Progress
@@ -84,7 +90,7 @@ class ExecutionStore:
         """Take the intent on with its first step, in one transaction; False if it was taken
         on before (by any run), and then nothing is written."""
         try:
-            async with write_batch(self._database) as batch:
+            async with self._writer.batch() as batch:
                 await batch.execute(_INSERT_INTENT, {
                     "intent_id": command.intent_id,
                     "command": Jsonb(command.model_dump(mode="json")), "origin_ts": origin_ts,
@@ -102,7 +108,7 @@ class ExecutionStore:
         self, intent: PlaceOrder, progress: Progress, arrival_time: datetime
     ) -> list[OrderFilled]:
         """Record the step; returns the fills that were new (a replayed one is not)."""
-        async with write_batch(self._database) as batch:
+        async with self._writer.batch() as batch:
             recorded = await self._write(batch, intent, progress, arrival_time)
         return [fill for fill, result in recorded if await result.first() is not None]
 
@@ -134,7 +140,7 @@ class ExecutionStore:
         return fills
 
     async def mark_reported(self, intent_id: str) -> None:
-        async with write_batch(self._database) as batch:
+        async with self._writer.batch() as batch:
             await batch.execute(_MARK_REPORTED, {"intent_id": intent_id})
 
     async def unreported(self) -> list[StoredIntent]:

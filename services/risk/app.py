@@ -161,6 +161,7 @@ def bootstrap(
 
     async def close() -> None:
         await redis.aclose()
+        await service.store.close()
         await database.dispose()
 
     app = create_app(

@@ -31,8 +31,8 @@ from shared.db import (
     RiskDecision,
     RiskIntent,
     RiskStateEntry,
+    Writer,
     unique_violation,
-    write_batch,
 )
 from shared.messages import (
     DecisionOutcome,
@@ -70,9 +70,14 @@ class Restored:
 class RiskStore:
     def __init__(self, engine: AsyncEngine, mode: TradingMode) -> None:
         self._engine = engine
+        self._writer = Writer(engine)
         self.mode = mode.value
 
     # --- reading -----------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Hand the connections held for writes back to the engine's pool."""
+        await self._writer.close()
 
     async def load(self, now: datetime, retention: timedelta) -> Restored:
         async with self._engine.connect() as connection:
@@ -249,7 +254,7 @@ class RiskStore:
             raise
 
     async def _write(self, effects: Effects, now: datetime) -> None:
-        async with write_batch(self._engine) as batch:
+        async with self._writer.batch() as batch:
             for decision in effects.decisions:
                 await batch.execute(_INSERT_DECISION, self._decision_row(decision))
             for issued in effects.intents:
@@ -279,7 +284,7 @@ class RiskStore:
                 await self._save_state(batch, "watch", effects.watch.to_json(), now)
 
     async def save_watch(self, watch: EquityWatch, now: datetime) -> None:
-        async with write_batch(self._engine) as batch:
+        async with self._writer.batch() as batch:
             await self._save_state(batch, "watch", watch.to_json(), now)
 
     async def _save_state(

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 from shared.db.engine import (
     Batch,
     BatchResult,
+    Writer,
     claim_message,
     make_engine,
     sqlalchemy_url,
     unique_violation,
-    write_batch,
 )
 from shared.db.fills import record_fill, record_order
 from shared.db.models import (
@@ -54,7 +54,7 @@ __all__ = [
     "claim_message",
     "downgrade",
     "unique_violation",
-    "write_batch",
+    "Writer",
     "make_engine",
     "record_fill",
     "record_order",

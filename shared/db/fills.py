@@ -37,7 +37,7 @@ async def record_order(
 ) -> None:
     """Insert the order, or bring its state up to date; the request itself never changes.
 
-    ``batch``: a :func:`~shared.db.engine.write_batch`'s."""
+    ``batch``: a :meth:`~shared.db.engine.Writer.batch`'s."""
     await batch.execute(_RECORD_ORDER, {
         "client_order_id": request.client_order_id, "intent_id": intent_id,
         "venue_order_id": venue_order_id, "product_id": request.product_id,
@@ -55,7 +55,7 @@ async def record_fill(
     """Insert ``fill`` once. Once the batch is sent, the result's first row is None when
     its (venue, trade id) was already recorded.
 
-    ``batch``: a :func:`~shared.db.engine.write_batch`'s."""
+    ``batch``: a :meth:`~shared.db.engine.Writer.batch`'s."""
     return await batch.execute(_RECORD_FILL, {
         "venue": venue, "trade_id": fill.trade_id, "client_order_id": fill.client_order_id,
         "product_id": fill.product_id, "side": fill.side.value, "price": fill.price,

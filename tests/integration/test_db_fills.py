@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from shared.db import Fill, Order, record_fill, record_order, upgrade, write_batch
+from shared.db import Fill, Order, Writer, record_fill, record_order, upgrade
 from shared.matching.types import OrderKind, OrderRequest
 from shared.messages import Liquidity, OrderFilled, OrderStatus, TradingMode
 from shared.money import Side
@@ -29,12 +29,14 @@ def _fill(trade_id: str, size: str) -> OrderFilled:
     )  # fmt: skip
 
 
-async def test_an_order_is_recorded_once_and_follows_its_state(pg_url, pg_engine):
+async def test_an_order_is_recorded_once_and_follows_its_state(pg_url, pg_engine, closing):
     upgrade(pg_url)
-    async with write_batch(pg_engine) as batch:
+    writer = Writer(pg_engine)
+    closing.push_async_callback(writer.close)
+    async with writer.batch() as batch:
         await record_order(batch, REQUEST, intent_id="entry:1", status=OrderStatus.PENDING,
                            mode=TradingMode.PAPER)  # fmt: skip
-    async with write_batch(pg_engine) as batch:
+    async with writer.batch() as batch:
         await record_order(batch, REQUEST, intent_id="entry:1",
                            status=OrderStatus.PARTIALLY_FILLED, mode=TradingMode.PAPER,
                            filled_size=Decimal("0.2"), average_price=Decimal("2999.99"),
@@ -48,14 +50,18 @@ async def test_an_order_is_recorded_once_and_follows_its_state(pg_url, pg_engine
     )  # fmt: skip
 
 
-async def test_a_replayed_fill_is_recorded_once_even_when_replays_race(pg_url, pg_engine):
+async def test_a_replayed_fill_is_recorded_once_even_when_replays_race(
+    pg_url, pg_engine, closing
+):  # fmt: skip
     upgrade(pg_url)
-    async with write_batch(pg_engine) as batch:
+    writer = Writer(pg_engine)
+    closing.push_async_callback(writer.close)
+    async with writer.batch() as batch:
         await record_order(batch, REQUEST, intent_id="entry:1", status=OrderStatus.OPEN,
                            mode=TradingMode.PAPER)  # fmt: skip
 
     async def record(fill: OrderFilled) -> bool:
-        async with write_batch(pg_engine) as batch:
+        async with writer.batch() as batch:
             inserted = await record_fill(batch, fill, venue="paper", arrival_time=AT)
         return await inserted.first() is not None
 

@@ -51,11 +51,12 @@ def _opened(filled: str) -> OrderUpdated:
 
 
 async def test_an_intent_is_taken_on_once_and_every_step_is_there_after_a_restart(
-    pg_url, pg_engine
+    pg_url, pg_engine, closing
 ):  # fmt: skip
     upgrade(pg_url)
     clock = SimulatedClock(START)
     store = ExecutionStore(pg_engine, TradingMode.PAPER, "paper")
+    closing.push_async_callback(store.close)
     command = place_order(INTENT, clock, base="0.002")
     first = Progress(sent=[_request("49999.99")])
     assert await store.add_intent(command, 123, START, first) is True

@@ -16,10 +16,11 @@ START = datetime(2026, 9, 1, 10, 0, tzinfo=UTC)
 
 
 async def test_the_latest_state_marks_and_flatten_progress_are_what_a_restart_loads(
-    pg_url, pg_engine
+    pg_url, pg_engine, closing
 ):  # fmt: skip
     upgrade(pg_url)
     store = RiskStore(pg_engine, TradingMode.PAPER)
+    closing.push_async_callback(store.close)
     job = FlattenJob("flt-1", "ops", "drill", START, {"BTC-USD": ProductProgress()})
     paused = TradingState(False, "drill", "ops", START, "flt-1")
     await store.save(Effects(jobs={"flt-1": job}, state=paused,

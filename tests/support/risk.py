@@ -25,7 +25,7 @@ from services.risk.ctl import ControlAuth
 from services.risk.service import RiskService
 from shared.bus import BusKeys, ConsumerSettings, Delivery, StreamConsumer
 from shared.clock import SimulatedClock
-from shared.db import record_fill, record_order, write_batch
+from shared.db import Writer, record_fill, record_order
 from shared.matching.types import OrderKind, OrderRequest
 from shared.messages import (
     CancelOrders,
@@ -155,11 +155,15 @@ class FakeExecution:
             price=price, size=size, fee=fee, liquidity=Liquidity.TAKER,
             arrival_mid=order.reference_mid, mode=TradingMode.PAPER, filled_at=now,
         )  # fmt: skip
-        async with write_batch(self.database) as batch:
-            await record_order(batch, request, intent_id=order.intent_id,
-                               status=OrderStatus.FILLED, mode=TradingMode.PAPER,
-                               filled_size=size, average_price=price)  # fmt: skip
-            await record_fill(batch, filled, venue="paper", arrival_time=order.issued_at)
+        writer = Writer(self.database)  # for this one write: nothing is held after it
+        try:
+            async with writer.batch() as batch:
+                await record_order(batch, request, intent_id=order.intent_id,
+                                   status=OrderStatus.FILLED, mode=TradingMode.PAPER,
+                                   filled_size=size, average_price=price)  # fmt: skip
+                await record_fill(batch, filled, venue="paper", arrival_time=order.issued_at)
+        finally:
+            await writer.close()
         delivery.publish(self._envelope(filled))
         delivery.publish(self._envelope(self._finished(order, OrderStatus.FILLED, size, price)))
 
