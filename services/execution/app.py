@@ -306,9 +306,13 @@ def bootstrap(
         ),  # fmt: skip
         consumer(TickUpdated.STREAM, handlers.on_market, **market),
         # a lost cancel would leave an order working through a pause: commands are retried
-        # through any outage rather than dead-lettered after a few failures
+        # through any outage rather than dead-lettered after a few failures. No handled
+        # markers: an intent taken on before is refused by its key in Postgres, and a
+        # cancel reaches only open intents (see ExecutionService.on_place).
         AfterRestore(
-            consumer(PlaceOrder.STREAM, handlers.on_command, max_deliveries=1_000_000),
+            consumer(
+                PlaceOrder.STREAM, handlers.on_command, max_deliveries=1_000_000, handled_ttl_s=None
+            ),
             service.restored,
         ),  # fmt: skip
     ]

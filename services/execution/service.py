@@ -239,6 +239,7 @@ class ExecutionService:
             if not await self._store.add_intent(command, origin_ts, now, first):
                 _log.info("intent already taken on", intent_id=command.intent_id)
                 lock.release()
+                del self._locks[command.intent_id]  # nobody else knows of it: not kept
                 return
         except BaseException:
             lock.release()

@@ -140,7 +140,9 @@ def bootstrap(
     )
     workers: list[Worker] = [
         Supervisor(service, settings.risk_supervise_interval_s),
-        consumer(TradeProposed.STREAM, service.on_proposal),
+        # no handled markers: a proposal decided before is refused by the decision's key in
+        # Postgres, in the same round trip as the decision (see RiskService.on_proposal)
+        consumer(TradeProposed.STREAM, service.on_proposal, handled_ttl_s=None),
         # a lost IntentFinished would hold its intent open for good: reports are retried
         # through any outage (every claim_min_idle_ms) rather than dead-lettered after five
         consumer(OrderFilled.STREAM, service.on_report, max_deliveries=1_000_000),

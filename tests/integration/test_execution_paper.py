@@ -237,6 +237,7 @@ async def test_a_restart_ends_what_was_resting_and_keeps_the_balances(stack):
         await market.publish(place_order("entry:6", clock, quote="500",
                                          liquidity=LiquidityPreference.TAKER))  # fmt: skip
         await eventually(lambda: _handled_all(stack), what="commands handled")
+        assert "entry:6" not in handle.service._locks  # refused: nothing kept of it
     assert sold.status is OrderStatus.FILLED and sold.filled_base == bought.filled_base
     assert len(await orders_of(stack["db"], "entry:6")) == 1
     assert len(await fills_of(stack["db"], "entry:6")) == 1
