@@ -32,7 +32,10 @@ floor:    right after, the services stopped, at the same rate: four bare stream 
           (XADD, then XREADGROUP by the next process, which XADDs to the next stream...),
           one process a hop, timed from before the first XADD to the last read; its p50.
           The pipeline itself crosses three streams (md.candles, signal.proposals,
-          risk.orders).
+          risk.orders). ``sparse_floor_ms``: the same hops at ``SPARSE_RATE`` entries a
+          second, about the orders' own rate, where each process has idled between
+          entries as the services have between orders (not the goal's floor: shown
+          beside it).
 memory:   every service process's resident memory (VmRSS), sampled four times a second
           from start to end of the run; the largest, and each service's. exchange-sim
           (the stand-in for Coinbase) is not counted.
@@ -85,6 +88,8 @@ WARMUP_S = 5.0
 WINDOW_S = 30.0
 DRAIN_S = 1.5  # after the window: candles of its last moments still become orders
 FLOOR_S = 10.0
+SPARSE_RATE = 12  # entries a second: about the rate orders flow at here
+SPARSE_FLOOR_S = 15.0
 SPEED = 600.0  # the services' clock (CLOCK_SPEED): a one-minute candle every 100 ms
 # A bucket waits this long (market time) for its product's next trade before it is
 # closed; shorter, and it would close before the trade that proves it complete.
@@ -279,6 +284,7 @@ class Figures:
     machine_busy: float  # of every core, in the window, whatever ran
     venue_mean_s: float  # execution's own origin-to-venue mean over the window, wall seconds
     floor: list[float] = field(default_factory=list)  # seconds per entry through the hops
+    sparse_floor: list[float] = field(default_factory=list)  # the same at SPARSE_RATE
 
 
 async def _measure(redis_url: str, database_url: str, config_dir: Path) -> Figures:
@@ -289,6 +295,10 @@ async def _measure(redis_url: str, database_url: str, config_dir: Path) -> Figur
         figures = await _pipeline(redis, keys, redis_url, database_url, config_dir)
         figures.floor = await floor_hops(
             redis, keys, redis_url, hops=HOPS, rate=RATE, seconds=FLOOR_S
+        )
+        sparse_keys = BusKeys(prefix=f"{keys.prefix}sparse:")
+        figures.sparse_floor = await floor_hops(
+            redis, sparse_keys, redis_url, hops=HOPS, rate=SPARSE_RATE, seconds=SPARSE_FLOOR_S
         )
         return figures
     finally:
@@ -427,7 +437,8 @@ def _pipeline_line(figures: Figures) -> str:
         f"risk_p50_ms={stage(lambda c: c.proposal, lambda c: c.order):.2f} "
         f"execution_p50_ms={stage(lambda c: c.order, lambda c: c.submitted):.2f} "
         f"first_p50_ms={_percentile(first, 0.5):.2f} first_p99_ms={_percentile(first, 0.99):.2f} "
-        f"floor_p99_ms={_percentile(figures.floor, 0.99) * 1e3:.2f} mean_ms={mean:.2f} "
+        f"floor_p99_ms={_percentile(figures.floor, 0.99) * 1e3:.2f} "
+        f"sparse_floor_ms={_percentile(figures.sparse_floor, 0.5) * 1e3:.2f} mean_ms={mean:.2f} "
         f"venue_mean_ms={figures.venue_mean_s * 1e3:.2f} "
         f"p50_over_floor={p50 / floor:.1f} "
         f"services_cpu_pct={sum(figures.cpu[name] for name in PIPELINE) * 100:.0f} "
