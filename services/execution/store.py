@@ -81,7 +81,7 @@ class ExecutionStore:
         self._venue = venue
 
     async def close(self) -> None:
-        """Hand the connections held for writes back to the engine's pool."""
+        """Close the connections held for writes (when the service stops)."""
         await self._writer.close()
 
     async def add_intent(

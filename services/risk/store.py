@@ -76,7 +76,7 @@ class RiskStore:
     # --- reading -----------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Hand the connections held for writes back to the engine's pool."""
+        """Close the connections held for writes (when the service stops)."""
         await self._writer.close()
 
     async def load(self, now: datetime, retention: timedelta) -> Restored:
