@@ -112,7 +112,10 @@ class RiskStore:
                 Fill.fee,
             )  # fmt: skip
             .join(Order, Order.client_order_id == Fill.client_order_id)
-            .where(Fill.mode == self.mode)
+            # only fills of intents risk issued, as risk takes them while it runs
+            # (RiskService.on_report): another order's fill is no position of risk's
+            .join(RiskIntent, RiskIntent.intent_id == Order.intent_id)
+            .where(Fill.mode == self.mode, RiskIntent.mode == self.mode)
             .order_by(Fill.filled_at, Fill.id)
         )
         return [
