@@ -406,14 +406,29 @@ def export_gauges(book: Book) -> None:
     REALIZED_PNL.set(float(book.portfolio.realized_pnl()))
     UNREALIZED_PNL.set(float(book.portfolio.unrealized_pnl()))
     FEES.set(float(book.portfolio.fees()))
+    products: dict[str, Decimal] = {}
     themes: dict[str, Decimal] = {}
-    for product, rules in book.rules.items():
-        held = exposure(book, product)
-        EXPOSURE.labels(product).set(float(_pct(held, equity)))
-        if rules.theme:  # a theme's exposure is its products' (policy.theme_exposure)
+    # the products traded, and any still held that no longer is (delisted, say)
+    for product in {*book.rules, *book.portfolio.positions}:
+        products[product] = held = exposure(book, product)
+        rules = book.rules.get(product)
+        if rules is not None and rules.theme:  # its products' (policy.theme_exposure)
             themes[rules.theme] = themes.get(rules.theme, Decimal(0)) + held
-    for theme, held in themes.items():
-        THEME_EXPOSURE.labels(theme).set(float(_pct(held, equity)))
+    _export_series(EXPOSURE, {p: float(_pct(v, equity)) for p, v in products.items()})
+    _export_series(THEME_EXPOSURE, {t: float(_pct(v, equity)) for t, v in themes.items()})
+
+
+_EXPORTED: dict[Gauge, set[str]] = {}
+
+
+def _export_series(gauge: Gauge, values: dict[str, float]) -> None:
+    """One series per label of ``values``; a label exported before and gone now loses its
+    series, so a product risk no longer trades or holds shows no stale exposure."""
+    for label in _EXPORTED.get(gauge, set()) - values.keys():
+        gauge.remove(label)
+    for label, value in values.items():
+        gauge.labels(label).set(value)
+    _EXPORTED[gauge] = set(values)
 
 
 def _pct(value: Decimal, equity: Decimal) -> Decimal:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from services.backtest.memory import MemoryReports, MemoryStore
@@ -61,6 +62,22 @@ def test_theme_exposure_is_the_sum_of_its_products_shares_of_equity():
         200_000 / equity
     )
     assert metric("risk_theme_exposure_pct", theme="payments") == 0
+
+
+def test_a_product_no_longer_traded_keeps_its_exposure_only_while_held():
+    risk = engine(capital="10000")
+    risk.on_fill(fill("SOL-USD", Side.BUY, "50", "10"), NOW)  # 500 USD held
+    export_gauges(risk.book)
+    series = REGISTRY.get_sample_value
+    assert series("risk_exposure_pct", {"product": "ETH-USD"}) == 0
+    assert series("risk_theme_exposure_pct", {"theme": "smart_contracts"}) > 0
+    del risk.book.rules["ETH-USD"], risk.book.rules["SOL-USD"]  # both delisted
+    export_gauges(risk.book)
+    assert series("risk_exposure_pct", {"product": "ETH-USD"}) is None  # gone, not stale
+    equity = float(risk.book.portfolio.equity())
+    assert series("risk_exposure_pct", {"product": "SOL-USD"}) == pytest.approx(50_000 / equity)
+    assert series("risk_theme_exposure_pct", {"theme": "smart_contracts"}) is None
+    assert series("risk_theme_exposure_pct", {"theme": "store_of_value"}) == 0
 
 
 def test_pnl_gauges_split_realized_unrealized_and_fees():
