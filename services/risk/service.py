@@ -408,8 +408,9 @@ def export_gauges(book: Book) -> None:
     FEES.set(float(book.portfolio.fees()))
     products: dict[str, Decimal] = {}
     themes: dict[str, Decimal] = {}
-    # the products traded, and any still held that no longer is (delisted, say)
-    for product in {*book.rules, *book.portfolio.positions}:
+    # the products traded, and any no longer traded (delisted, say) still held
+    still_held = (p for p, position in book.portfolio.positions.items() if position.base != 0)
+    for product in {*book.rules, *still_held}:
         products[product] = held = exposure(book, product)
         rules = book.rules.get(product)
         if rules is not None and rules.theme:  # its products' (policy.theme_exposure)

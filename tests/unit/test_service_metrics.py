@@ -78,6 +78,9 @@ def test_a_product_no_longer_traded_keeps_its_exposure_only_while_held():
     assert series("risk_exposure_pct", {"product": "SOL-USD"}) == pytest.approx(50_000 / equity)
     assert series("risk_theme_exposure_pct", {"theme": "smart_contracts"}) is None
     assert series("risk_theme_exposure_pct", {"theme": "store_of_value"}) == 0
+    risk.on_fill(fill("SOL-USD", Side.SELL, "50", "10"), NOW)  # sold out: nothing held
+    export_gauges(risk.book)
+    assert series("risk_exposure_pct", {"product": "SOL-USD"}) is None
 
 
 def test_pnl_gauges_split_realized_unrealized_and_fees():
