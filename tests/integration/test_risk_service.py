@@ -16,27 +16,29 @@ from services.risk.control_auth import mint_token
 from services.risk.store import RiskStore
 from shared.bus import Publisher
 from shared.clock import SimulatedClock
-from shared.db import ControlAction, RiskDecision, Writer, record_fill, record_order, upgrade
-from shared.matching.types import OrderKind, OrderRequest
+from shared.db import ControlAction, RiskDecision, upgrade
 from shared.messages import (
     CancelOrders,
     DecisionOutcome,
     IntentKind,
-    Liquidity,
-    OrderFilled,
-    OrderStatus,
     PlaceOrder,
     ProposalAction,
     ProposalDecided,
     TickUpdated,
     TradeProposed,
-    TradingMode,
     TradingStateChanged,
     new_envelope,
 )
 from shared.money import Side
 from tests.support.polling import eventually
-from tests.support.risk import TOKEN, FakeExecution, risk_service, seed_catalog, stream_payloads
+from tests.support.risk import (
+    TOKEN,
+    FakeExecution,
+    risk_service,
+    seed_catalog,
+    store_taker_fill,
+    stream_payloads,
+)
 from tests.support.venue import CONFIG_DIR
 
 START = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
@@ -413,7 +415,11 @@ async def test_a_restart_keeps_the_pause_the_positions_and_the_flatten(stack):
             positions_before = (await risk.client.get("/v1/positions")).json()
         # a fill of an order risk never issued (placed by hand on the account, say), in
         # Postgres as execution stores fills: no position of risk's, after a restart too
-        await _stray_fill(stack, "manual:1", "BTC-USD", Decimal("0.5"))
+        price = PRICES["BTC-USD"]
+        await store_taker_fill(stack["db"], "manual:1", "BTC-USD", Side.BUY, price,
+                               Decimal("0.5"), Decimal(0), arrival_mid=price,
+                               filled_at=stack["clock"].now(),
+                               arrival_time=stack["clock"].now())  # fmt: skip
         async with _risk(stack) as risk:
             await eventually(lambda: risk.service.restored, what="the state restored")
             after = (await risk.client.get("/v1/status")).json()
@@ -433,25 +439,6 @@ async def test_a_restart_keeps_the_pause_the_positions_and_the_flatten(stack):
                 if not p["dust"]
             }
             assert held == {"BTC-USD"}
-
-
-async def _stray_fill(stack, intent_id: str, product_id: str, size: Decimal) -> None:
-    coid, price = f"{intent_id}-0", PRICES[product_id]
-    request = OrderRequest(coid, product_id, Side.BUY, OrderKind.MARKET_IOC, base_size=size)
-    fill = OrderFilled(
-        client_order_id=coid, intent_id=intent_id, trade_id=f"t-{coid}", product_id=product_id,
-        side=Side.BUY, price=price, size=size, fee=Decimal(0), liquidity=Liquidity.TAKER,
-        arrival_mid=price, mode=TradingMode.PAPER, filled_at=stack["clock"].now(),
-    )  # fmt: skip
-    writer = Writer(stack["db"])
-    try:
-        async with writer.batch() as batch:
-            await record_order(batch, request, intent_id=intent_id, status=OrderStatus.FILLED,
-                               mode=TradingMode.PAPER, filled_size=size,
-                               average_price=price)  # fmt: skip
-            await record_fill(batch, fill, venue="paper", arrival_time=fill.filled_at)
-    finally:
-        await writer.close()
 
 
 async def test_a_tick_through_the_stop_sends_an_exit_and_a_crash_pauses_entries(stack):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -41,12 +42,14 @@ from shared.messages import (
     decode,
     new_envelope,
 )
-from shared.money import Rounding, quantize
+from shared.money import Rounding, Side, quantize
 from shared.products import ProductCatalog, ProductInfo
 from tests.support.venue import CONFIG_DIR, serving
 
 __all__ = [
-    "TOKEN", "FakeExecution", "RiskHandle", "risk_service", "seed_catalog", "stream_payloads",
+    "store_taker_fill",
+    "TOKEN", "FakeExecution", "RiskHandle", "risk_service", "seed_catalog", "store_taker_fill",
+    "stream_payloads",
 ]  # fmt: skip
 
 TOKEN = "test-control-token-0123456789"
@@ -102,6 +105,32 @@ async def risk_service(
             yield RiskHandle(app, client, clock)
 
 
+async def store_taker_fill(
+    database: AsyncEngine, intent_id: str, product_id: str, side: Side, price: Decimal,
+    size: Decimal, fee: Decimal, *, arrival_mid: Decimal, filled_at: datetime,
+    arrival_time: datetime,
+) -> OrderFilled:  # fmt: skip
+    """One taker order of ``intent_id`` filled whole at ``price``, in Postgres as execution
+    records it (PAPER); returns the fill."""
+    coid = client_order_id(intent_id, 0)
+    request = OrderRequest(coid, product_id, side, OrderKind.MARKET_IOC, base_size=size)
+    filled = OrderFilled(
+        client_order_id=coid, intent_id=intent_id, trade_id=f"t-{coid}", product_id=product_id,
+        side=side, price=price, size=size, fee=fee, liquidity=Liquidity.TAKER,
+        arrival_mid=arrival_mid, mode=TradingMode.PAPER, filled_at=filled_at,
+    )  # fmt: skip
+    writer = Writer(database)  # for this one write: nothing is held after it
+    try:
+        async with writer.batch() as batch:
+            await record_order(batch, request, intent_id=intent_id, status=OrderStatus.FILLED,
+                               mode=TradingMode.PAPER, filled_size=size,
+                               average_price=price)  # fmt: skip
+            await record_fill(batch, filled, venue="paper", arrival_time=arrival_time)
+    finally:
+        await writer.close()
+    return filled
+
+
 @dataclass
 class FakeExecution:
     """Fills risk's orders at ``prices``; holds entries open while ``hold_entries``."""
@@ -145,25 +174,11 @@ class FakeExecution:
             delivery.publish(self._envelope(self._finished(order, OrderStatus.EXPIRED)))
             return
         fee = quantize(price * size * FEE_RATE, Decimal("0.00000001"), Rounding.HALF_EVEN)
-        coid = client_order_id(order.intent_id, 0)
-        now = self.clock.now()
-        request = OrderRequest(coid, order.product_id, order.side,
-                               OrderKind.MARKET_IOC, base_size=size)  # fmt: skip
-        filled = OrderFilled(
-            client_order_id=coid, intent_id=order.intent_id,
-            trade_id=f"t-{coid}", product_id=order.product_id, side=order.side,
-            price=price, size=size, fee=fee, liquidity=Liquidity.TAKER,
-            arrival_mid=order.reference_mid, mode=TradingMode.PAPER, filled_at=now,
+        filled = await store_taker_fill(
+            self.database, order.intent_id, order.product_id, order.side, price, size, fee,
+            arrival_mid=order.reference_mid, filled_at=self.clock.now(),
+            arrival_time=order.issued_at,
         )  # fmt: skip
-        writer = Writer(self.database)  # for this one write: nothing is held after it
-        try:
-            async with writer.batch() as batch:
-                await record_order(batch, request, intent_id=order.intent_id,
-                                   status=OrderStatus.FILLED, mode=TradingMode.PAPER,
-                                   filled_size=size, average_price=price)  # fmt: skip
-                await record_fill(batch, filled, venue="paper", arrival_time=order.issued_at)
-        finally:
-            await writer.close()
         delivery.publish(self._envelope(filled))
         delivery.publish(self._envelope(self._finished(order, OrderStatus.FILLED, size, price)))
 
