@@ -6,9 +6,11 @@ Its ``sub`` names who acts; that goes into the audit trail with the request's ad
 Routes only translate to the service.
 """
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,40 +61,62 @@ def _state(state: TradingState) -> dict[str, Any]:
     return {"state": state.name, **state.to_json()}
 
 
-def token_auth(verifier: ControlTokenVerifier) -> Any:
-    """A dependency that admits only a fresh token signed for this request; returns who acts."""
+def _authorizing_route(verifier: ControlTokenVerifier) -> type[APIRoute]:
+    """Routes that check the token before anything else, the body included: FastAPI reads
+    and parses the body before it runs any dependency, so a request without a valid token
+    and a body that is not JSON would be answered 400 or 422 instead of 401."""
 
-    async def authorized(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> str:
-        host = request.client.host if request.client else "unknown"
-        try:
-            if credentials is None:
-                raise Refused("missing bearer token")
-            # the decoded path, whole: what a client signs (request.url would re-parse a
-            # decoded "?" in a segment as the start of a query)
-            accepted = await verifier.verify(
-                credentials.credentials, request.method, request.scope["path"]
-            )
-        except Refused as exc:
-            _log.warning("control request refused", method=request.method,
-                         path=request.url.path, client=host, reason=str(exc),
-                         token_configured=verifier.configured)  # fmt: skip
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
-            ) from None
-        except Unavailable as exc:
-            _log.warning("control request not checked", path=request.url.path, error=str(exc))
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
-        return f"{accepted.actor} ({host})"
+    class AuthorizingRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handle = super().get_route_handler()
 
-    return authorized
+            async def authorized_first(request: Request) -> Response:
+                request.state.control_actor = await _authorize(verifier, request)
+                return await handle(request)
+
+            return authorized_first
+
+    return AuthorizingRoute
+
+
+async def _authorize(verifier: ControlTokenVerifier, request: Request) -> str:
+    """Admit only a fresh token signed for this request; who acts, with the request's address."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        credentials = await _bearer(request)
+        if credentials is None:
+            raise Refused("missing bearer token")
+        # the decoded path, whole: what a client signs (request.url would re-parse a
+        # decoded "?" in a segment as the start of a query)
+        accepted = await verifier.verify(
+            credentials.credentials, request.method, request.scope["path"]
+        )
+    except Refused as exc:
+        _log.warning("control request refused", method=request.method,
+                     path=request.url.path, client=host, reason=str(exc),
+                     token_configured=verifier.configured)  # fmt: skip
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}
+        ) from None
+    except Unavailable as exc:
+        _log.warning("control request not checked", path=request.url.path, error=str(exc))
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    return f"{accepted.actor} ({host})"
+
+
+def _actor(
+    request: Request,
+    _bearer_token: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """Who acts, as the route checked it. The bearer dependency only declares the scheme in
+    the OpenAPI document; the check itself ran before the body was read."""
+    actor: str = request.state.control_actor
+    return actor
 
 
 def control_router(service: RiskService, verifier: ControlTokenVerifier) -> APIRouter:
-    Actor = Annotated[str, Depends(token_auth(verifier))]
-    router = APIRouter(prefix="/v1", tags=["control"])
+    Actor = Annotated[str, Depends(_actor)]
+    router = APIRouter(prefix="/v1", tags=["control"], route_class=_authorizing_route(verifier))
 
     @router.get("/status")
     async def get_status(_actor: Actor) -> dict[str, Any]:

@@ -184,6 +184,14 @@ async def test_every_control_route_refuses_missing_wrong_and_replayed_tokens(sta
                     "missing bearer token"
                 ), path
                 assert missing.headers["www-authenticate"] == "Bearer"
+                # the token is checked before the body is read: a body that is not JSON
+                # does not turn the refusal into a complaint about the body
+                garbled = await anonymous.request(
+                    method, path, content=b"{not json", headers={"Content-Type": "application/json"}
+                )  # fmt: skip
+                assert (garbled.status_code, garbled.json()["detail"]) == (
+                    401, "missing bearer token"
+                ), path  # fmt: skip
                 refusals = {
                     "the bare secret": (TOKEN, "malformed token"),
                     "another secret": (
