@@ -16,7 +16,9 @@ trades seen on ``md.ticks``:
 - Fees by liquidity at the configured rates; balances are enforced (``INSUFFICIENT_FUND``).
 
 Pure and deterministic: the time comes in with every call, and ids are counted from
-``run_id``. A restart loses the paper orders that were resting, and says so.
+``run_id``. A restart loses the paper orders that were resting, and says so. Of the
+orders that ended, the last ``retained_orders`` are remembered (a lookup or a cancel
+finds them); older ones are forgotten, so a long rehearsal does not grow without end.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from shared.money import Side
 __all__ = ["PaperVenue", "RESTARTED"]
 
 RESTARTED = "paper_venue_restarted"
+RETAINED_ORDERS = 2000  # ended orders a lookup still finds
 _STATUS = {
     VenueStatus.FILLED: OrderStatus.FILLED,
     VenueStatus.CANCELLED: OrderStatus.CANCELLED,
@@ -89,13 +92,17 @@ class PaperVenue:
         latency: timedelta = timedelta(0),
         depletion: timedelta = timedelta(seconds=10),
         run_id: str = "paper",
+        retained_orders: int = RETAINED_ORDERS,
     ) -> None:
         self._run_id = run_id
         self._numbers = {"o": 0, "t": 0}
+        # no fill log: every fill is reported, and the reports are the record
         self.account = TradingAccount(
-            rules, fees=fees, balances=balances,
+            rules, fees=fees, balances=balances, fill_log=0,
             order_ids=lambda: self._next("o"), trade_ids=lambda: self._next("t"),
         )  # fmt: skip
+        self._retained = retained_orders
+        self._ended: dict[str, None] = {}  # ended orders' ids, oldest first
         self.latency = latency
         self.depletion = depletion
         self._in_flight: deque[_Arrival] = deque()
@@ -241,6 +248,12 @@ class PaperVenue:
                     VenueDone(order.request.client_order_id, _STATUS[order.status],
                               order.done_reason)
                 )  # fmt: skip
+                self._ended[order.order_id] = None
+        while len(self._ended) > self._retained:
+            oldest = next(iter(self._ended))
+            del self._ended[oldest]
+            self.account.forget(oldest)
+            self._reported_fills.pop(oldest, None)
 
     def _new_fills(self, order: Order) -> list[VenueReport]:
         start = self._reported_fills[order.order_id]

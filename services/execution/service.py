@@ -103,7 +103,7 @@ ORDER_LATENCY = Histogram(
     ["kind"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-RETAINED_FINISHED = 2000  # finished intents kept in memory, for fills that arrive late
+RETAINED_FINISHED = 500  # finished intents kept in memory, for reports that arrive late
 
 
 def entry_refusal(command: PlaceOrder, info: ProductInfo | None) -> str:
@@ -142,7 +142,7 @@ class ExecutionService:
         self._origin: dict[str, int] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._families: dict[str, str] = {}  # client order id family -> intent id
-        self._trades: set[str] = set()  # trade ids applied to a state machine
+        self._trades: defaultdict[str, set[str]] = defaultdict(set)  # intent -> trade ids applied
         self._quotes: dict[str, tuple[Decimal, Decimal, datetime]] = {}
         self._inbox: list[VenueReport] = []
         self._tiers = {p.product_id: str(int(p.tier)) for p in config.universe.products}
@@ -175,7 +175,7 @@ class ExecutionService:
         for stored in await self._store.unreported():
             machine = self._resume(stored, now)
             fills = await self._store.fills_of(stored.command.intent_id)
-            self._trades.update(fill.trade_id for fill in fills)
+            self._trades[stored.command.intent_id].update(fill.trade_id for fill in fills)
             events: list[Payload] = [*fills]
             if stored.finished is not None:
                 machine.finished = self._closing(machine, stored.finished)
@@ -421,14 +421,15 @@ class ExecutionService:
     ) -> tuple[Step, list[OrderFilled]]:
         """Feed venue reports to one intent's state machine."""
         step, fills = Step(), []
+        applied = self._trades[machine.intent.intent_id]
         for report in reports:
             coid = report.client_order_id
             if isinstance(report, VenueAccepted):
                 more = machine.on_accepted(coid, report.venue_order_id, now)
             elif isinstance(report, VenueFill):
-                if report.trade_id in self._trades:
+                if report.trade_id in applied:
                     continue
-                self._trades.add(report.trade_id)
+                applied.add(report.trade_id)
                 fills.append(self._filled(machine, report))
                 more = machine.on_fill(coid, report.price, report.size, report.fee, now)
             elif isinstance(report, VenueDone):
@@ -506,6 +507,7 @@ class ExecutionService:
             self._families.pop(_order_family(client_order_id(intent_id, 0)), None)
             self._origin.pop(intent_id, None)
             self._locks.pop(intent_id, None)
+            self._trades.pop(intent_id, None)
 
     def _open(self) -> list[IntentExecution]:
         for intent_id in [i for i, machine in self._live.items() if machine.finished is not None]:

@@ -51,17 +51,19 @@ class TradingAccount:
         balances: Mapping[str, Decimal],
         order_ids: Callable[[], str],
         trade_ids: Callable[[], str],
+        fill_log: int = FILL_LOG,
     ) -> None:
+        """``fill_log``: how many of the latest fills :attr:`fills` keeps, newest first."""
         self.rules = dict(rules)
         self.fees = fees
         self.books = {product_id: L2Book(product_id) for product_id in rules}
         self.ledger = Ledger(dict(balances))
         self.engine = MatchingEngine(self.rules, fees, order_ids=order_ids, trade_ids=trade_ids)
-        self.fills: deque[Fill] = deque(maxlen=FILL_LOG)
+        self.fills: deque[Fill] = deque(maxlen=fill_log)
         self.traded_volume = Decimal(0)
         self.paid_fees = Decimal(0)
         self._by_client_id: dict[str, str] = {}
-        self._order_ids: list[str] = []
+        self._order_ids: dict[str, None] = {}  # in arrival order
         self._changed: dict[str, Order] = {}
 
     def set_fees(self, fees: FeeRates) -> None:
@@ -89,7 +91,7 @@ class TradingAccount:
         if hold is not None:
             self.ledger.hold(order.order_id, *hold)
         self._by_client_id[request.client_order_id] = order.order_id
-        self._order_ids.append(order.order_id)
+        self._order_ids[order.order_id] = None
         self._apply(list(order.fills))
         if order.status.is_terminal:
             self._changed[order.order_id] = order
@@ -133,6 +135,14 @@ class TradingAccount:
 
     def order(self, order_id: str) -> Order:
         return self.engine.order(order_id)
+
+    def forget(self, order_id: str) -> None:
+        """Stop remembering a finished order (``ValueError`` if it is still open): it is no
+        longer found, by either id, and its client order id could be placed again."""
+        order = self.engine.order(order_id)
+        self.engine.forget(order_id)
+        del self._order_ids[order_id]
+        self._by_client_id.pop(order.request.client_order_id, None)
 
     def orders(self) -> list[Order]:
         """Every order, newest first."""

@@ -156,6 +156,12 @@ class MatchingEngine:
         """The order with this id, in whatever state; ``KeyError`` if unknown."""
         return self._orders[order_id]
 
+    def forget(self, order_id: str) -> None:
+        """Stop remembering a finished order; ``ValueError`` if it is still open."""
+        if not self._orders[order_id].status.is_terminal:
+            raise ValueError(f"order {order_id} is still open")
+        del self._orders[order_id]
+
     def _market_executions(
         self, request: OrderRequest, rules: ProductRules, levels: Sequence[Level]
     ) -> list[Level]:

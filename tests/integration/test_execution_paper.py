@@ -171,6 +171,28 @@ async def test_a_republished_intent_places_one_order(stack):
     assert len(finishes) == 1
 
 
+async def test_only_the_latest_finished_intents_stay_in_memory(stack, monkeypatch):
+    monkeypatch.setattr("services.execution.service.RETAINED_FINISHED", 2)
+    market, clock = stack["market"], stack["clock"]
+    async with _service(stack) as handle:
+        await _open_market(handle, market, quote=False)
+        commands = [place_order(f"entry:{n}", clock, quote="100",
+                                liquidity=LiquidityPreference.TAKER) for n in range(4)]  # fmt: skip
+        for command in commands:
+            await market.publish(command)
+            await _finished(stack, command.intent_id)
+        service = handle.service
+        assert list(service.intents) == ["entry:2", "entry:3"]
+        # what is kept per intent goes with it: applied trade ids, origins, order families
+        assert set(service._trades) == set(service._origin) == {"entry:2", "entry:3"}
+        assert len(service._families) == 2
+        await market.publish(commands[0])  # forgotten here, refused by its record
+        await eventually(lambda: _handled_all(stack), what="commands handled")
+    assert [len(await orders_of(stack["db"], c.intent_id)) for c in commands] == [1, 1, 1, 1]
+    finishes = [e for e in await _reports(stack) if isinstance(e.data, IntentFinished)]
+    assert len(finishes) == 4
+
+
 async def _handled_all(stack):
     groups = await stack["redis"].xinfo_groups(stack["keys"].stream("risk.orders"))
     return all(g["pending"] == 0 and g["lag"] == 0 for g in groups)

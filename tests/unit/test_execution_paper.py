@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
@@ -263,6 +264,31 @@ async def test_lookups_and_a_restart_report_what_the_venue_knows() -> None:
         VenueDone("c-2", OrderStatus.CANCELLED, RESTARTED),
     ]
     assert RESTARTED == "paper_venue_restarted"
+
+
+async def test_only_the_latest_ended_orders_are_remembered_and_a_resting_one_always() -> None:
+    venue = _venue(retained_orders=2)
+    venue.on_book(_book(BID, [("50000.00", "10")]), T0)
+    await venue.send(_post_only("rest", "49000.00", "0.01"), T0)
+    for n in range(1, 5):
+        filled = await venue.send(_market(f"c-{n}", base="0.01"), T0 + n * MS)
+        assert filled[-1] == VenueDone(f"c-{n}", OrderStatus.FILLED, "")
+    assert [order.request.client_order_id for order in venue.account.orders()] == [
+        "c-4", "c-3", "rest",
+    ]  # fmt: skip
+    for coid, known in [("c-1", False), ("c-2", False), ("c-3", True), ("rest", True)]:
+        assert await venue.send(LookupVenueOrder(coid), T0 + 5 * MS) == [VenueLookup(coid, known)]
+    assert await venue.send(CancelVenueOrder("c-1"), T0 + 5 * MS) == [VenueLookup("c-1", False)]
+    # the resting order, ended now, is remembered as the latest; c-3 is forgotten
+    cancelled = await venue.send(CancelVenueOrder("rest"), T0 + 6 * MS)
+    assert cancelled == [VenueDone("rest", OrderStatus.CANCELLED, "USER_REQUESTED")]
+    assert [order.request.client_order_id for order in venue.account.orders()] == ["c-4", "rest"]
+    assert venue.available("BTC") == D("0.04") and venue.account.fills == deque()
+    await venue.send(_post_only("open", "49000.00", "0.01"), T0 + 7 * MS)
+    still_open = venue.account.order_by_client_id("open")
+    assert still_open is not None
+    with pytest.raises(ValueError, match="still open"):
+        venue.account.forget(still_open.order_id)
 
 
 async def _scenario(venue: PaperVenue) -> list[VenueReport]:
