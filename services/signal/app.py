@@ -173,6 +173,9 @@ def bootstrap(
             group=GROUP,
             consumer=settings.signal_consumer,
             outbox_maxlen=settings.signal_stream_maxlen,
+            # the engine answers a candle seen again with the same signals, or none, and
+            # the commit refuses a second publish: no marker lookup before each candle
+            check_handled_first=False,
         ),  # fmt: skip
         service.on_candle,
         keys=keys,

@@ -5,7 +5,10 @@ How a batch of entries is handled:
 1. Each entry is decoded. One that is not a valid envelope goes straight to
    ``dlq.<stream>`` with the reason.
 2. One round trip asks which envelope ids the group has already handled (a redelivery,
-   or a producer that published twice); those are acked and skipped.
+   or a producer that published twice); those are acked and skipped. A handler that
+   makes a repeat harmless itself can do without this (``check_handled_first=False``):
+   a repeat then runs the handler again, and the commit below still refuses to publish
+   its messages a second time.
 3. The handler runs. Envelopes it publishes through ``delivery.publish`` are written by
    one atomic script together with the ack and the "handled" marker, so they happen
    exactly once. A handler whose effects live elsewhere (Postgres) makes them idempotent
@@ -83,6 +86,10 @@ class ConsumerSettings:
     handled_ttl_s: int | None = 86_400
     """How long "handled" markers are kept; ``None`` turns deduplication off (for streams
     whose handlers are naturally idempotent, such as ticks)."""
+    check_handled_first: bool = True
+    """Look the batch's markers up before handling it. Off, a repeat runs the handler
+    again and the commit refuses its messages: for a handler a repeat does no harm to,
+    one round trip a batch fewer."""
     at_most_once: bool = False
     """Read with NOACK: no entry is pending, a failed one is dead-lettered at once, and
     the batch in hand at a crash is not handled again (see the module docstring)."""
@@ -424,8 +431,10 @@ class StreamConsumer:
             return None
 
     async def _already_handled(self, entries: list[_Entry]) -> list[bool]:
-        if self.settings.handled_ttl_s is None or not entries:
+        if self.settings.handled_ttl_s is None or not self.settings.check_handled_first:
             return [False] * len(entries)
+        if not entries:
+            return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for entry in entries:
                 pipe.exists(

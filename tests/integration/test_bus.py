@@ -388,6 +388,30 @@ async def test_a_duplicate_in_a_later_batch_is_skipped_without_calling_the_handl
     assert metric("bus_duplicates_total", stream=STREAM, group="g") == duplicates_before + 1
 
 
+async def test_without_the_marker_lookup_a_duplicate_runs_again_and_publishes_nothing(
+    redis, bus_keys
+):
+    out = "test.out"
+    publisher = Publisher(redis, keys=bus_keys)
+    handled: list[str] = []
+
+    async def handle(envelope: Envelope[Payload], delivery: Delivery) -> None:
+        handled.append(envelope.id)
+        delivery.publish(envelope, stream=out)
+
+    envelope = new_envelope(tick(), CLOCK, message_id="derived-from-input-8")
+    settings = fast_settings(STREAM, batch_size=1, check_handled_first=False)
+    async with consuming(redis, bus_keys, settings, handle):
+        await publisher.publish(envelope)
+        await eventually(lambda: _pending_is_zero_after(redis, bus_keys, 1), what="first acked")
+        duplicates_before = metric("bus_duplicates_total", stream=STREAM, group="g")
+        await publisher.publish(envelope)
+        await eventually(lambda: _pending_is_zero_after(redis, bus_keys, 2), what="second acked")
+    assert handled == [envelope.id, envelope.id]  # no lookup: the handler ran again
+    assert await redis.xlen(bus_keys.stream(out)) == 1  # and the commit refused its output
+    assert metric("bus_duplicates_total", stream=STREAM, group="g") == duplicates_before + 1
+
+
 async def test_entries_trimmed_while_pending_are_counted_and_acked_on_restart(redis, bus_keys):
     publisher = Publisher(redis, keys=bus_keys)
     for envelope in _ticks(3):
