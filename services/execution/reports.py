@@ -14,18 +14,14 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from services.execution.store import Progress, StoredIntent
-from shared.bus import BusKeys
-from shared.bus.metrics import PUBLISHED
-from shared.bus.publisher import ENVELOPE_FIELD
+from shared.bus import BusKeys, Publisher
 from shared.clock import Clock
 from shared.messages import (
-    Envelope,
     IntentFinished,
     OrderFilled,
     OrderUpdated,
     Payload,
     PlaceOrder,
-    encode,
     new_envelope,
 )
 
@@ -65,23 +61,21 @@ class RedisReports:
 
     def __init__(self, redis: Redis, keys: BusKeys, clock: Clock, maxlen: int) -> None:
         self._redis = redis
-        self._keys = keys
+        self._publisher = Publisher(redis, keys=keys, maxlen=maxlen)
         self._clock = clock
-        self._maxlen = maxlen
 
     async def publish(self, origin_ts: int, events: Sequence[Payload]) -> None:
         if not events:
             return
         async with self._redis.pipeline(transaction=True) as pipe:
-            for event in events:
-                envelope: Envelope[Payload] = new_envelope(
+            streams = [
+                self._publisher.queue(pipe, new_envelope(
                     event, self._clock, origin_ts=origin_ts, message_id=message_id(event)
-                )
-                pipe.xadd(self._keys.stream(event.STREAM), {ENVELOPE_FIELD: encode(envelope)},
-                          maxlen=self._maxlen, approximate=True)  # fmt: skip
+                ))
+                for event in events
+            ]  # fmt: skip
             await pipe.execute()
-        for event in events:
-            PUBLISHED.labels(event.STREAM).inc()
+        Publisher.count(streams)
 
 
 def message_id(event: Payload) -> str:

@@ -12,13 +12,11 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 
 from services.market_data.candles import Route
-from shared.bus import BusKeys
+from shared.bus import BusKeys, Publisher
 from shared.bus.keys import text
-from shared.bus.metrics import PUBLISHED
-from shared.bus.publisher import ENVELOPE_FIELD
 from shared.candle_files import Candle
 from shared.clock import Clock
-from shared.messages import CandleClosed, encode, new_envelope
+from shared.messages import CandleClosed, new_envelope
 
 __all__ = ["CandleLedger", "candle_message_id"]
 
@@ -33,8 +31,7 @@ class CandleLedger:
     def __init__(self, redis: Redis, keys: BusKeys, clock: Clock, *, maxlen: int) -> None:
         self._redis = redis
         self._clock = clock
-        self._stream_key = keys.stream(CandleClosed.STREAM)
-        self._maxlen = maxlen
+        self._publisher = Publisher(redis, keys=keys, maxlen=maxlen)
         self.key = f"{keys.prefix}md:candles:published"
 
     async def last_published(self) -> dict[Route, int]:
@@ -60,12 +57,7 @@ class CandleLedger:
             payload, self._clock, message_id=candle_message_id(route, candle.start)
         )
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                self._stream_key,
-                {ENVELOPE_FIELD: encode(envelope)},
-                maxlen=self._maxlen,
-                approximate=True,
-            )
+            stream = self._publisher.queue(pipe, envelope)
             pipe.hset(self.key, f"{route[0]}:{route[1]}", candle.start)
             await pipe.execute()
-        PUBLISHED.labels(CandleClosed.STREAM).inc()
+        Publisher.count([stream])

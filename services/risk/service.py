@@ -32,9 +32,7 @@ from services.risk.policy import Book, ProductRules, exposure, open_trades, them
 from services.risk.portfolio import AppliedFill
 from services.risk.state import TradingState
 from services.risk.store import AlreadyDecided, RiskStore
-from shared.bus import BusKeys, Delivery
-from shared.bus.metrics import PUBLISHED
-from shared.bus.publisher import ENVELOPE_FIELD
+from shared.bus import BusKeys, Delivery, Publisher
 from shared.clock import Clock
 from shared.config import AppConfig
 from shared.logging import get_logger
@@ -49,7 +47,6 @@ from shared.messages import (
     TickUpdated,
     TradeProposed,
     TradingMode,
-    encode,
     new_envelope,
 )
 from shared.products import ProductCatalog
@@ -111,7 +108,7 @@ class RiskService:
         self._redis = redis
         self._keys = keys
         self._clock = clock
-        self._maxlen = stream_maxlen
+        self._publisher = Publisher(redis, keys=keys, maxlen=stream_maxlen)
         self._tick_max_age = timedelta(seconds=tick_max_age_s)
         self._proposal_max_age = (
             None if proposal_max_age_s is None else timedelta(seconds=proposal_max_age_s)
@@ -204,15 +201,15 @@ class RiskService:
         ]
         entries += [(a.STREAM, a, None) for a in effects.audit]
         async with self._redis.pipeline(transaction=True) as pipe:
-            for stream, payload, message_id in entries:
-                envelope = new_envelope(payload, self._clock, origin_ts=origin_ts,
-                                        message_id=message_id)  # fmt: skip
-                pipe.xadd(self._keys.stream(stream), {ENVELOPE_FIELD: encode(envelope)},
-                          maxlen=self._maxlen, approximate=True)  # fmt: skip
+            streams = [
+                self._publisher.queue(pipe, new_envelope(
+                    payload, self._clock, origin_ts=origin_ts, message_id=message_id
+                ), stream=stream)
+                for stream, payload, message_id in entries
+            ]  # fmt: skip
             pipe.set(self.state_key, json.dumps(self.engine.book.state.to_json()))
             await pipe.execute()
-        for stream, _payload, _message_id in entries:
-            PUBLISHED.labels(stream).inc()
+        Publisher.count(streams)
         self._count(effects)
 
     def _count(self, effects: Effects) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from shared.bus.keys import BusKeys
 from shared.bus.metrics import PUBLISHED
@@ -47,5 +49,19 @@ class Publisher:
                 pipe.xadd(key, {ENVELOPE_FIELD: raw}, maxlen=self._maxlen, approximate=True)
                 pipe.hset(latest_in[0], latest_in[1], raw)
                 entry_id, _ = await pipe.execute()
-        PUBLISHED.labels(name).inc()
+        self.count([name])
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+    def queue(self, pipe: Pipeline, envelope: Envelope[Any], *, stream: str | None = None) -> str:
+        """Add the append of ``envelope`` to the caller's pipeline (or MULTI), to go with
+        its other commands; returns the stream's name, for :meth:`count` once it ran."""
+        name = stream or envelope.data.STREAM
+        pipe.xadd(self._keys.stream(name), {ENVELOPE_FIELD: encode(envelope)},
+                  maxlen=self._maxlen, approximate=True)  # fmt: skip
+        return name
+
+    @staticmethod
+    def count(streams: Iterable[str]) -> None:
+        """Count appends that landed, one per stream name given."""
+        for name in streams:
+            PUBLISHED.labels(name).inc()
