@@ -233,12 +233,19 @@ class RiskService:
     # --- stream handlers ---------------------------------------------------------------
 
     async def on_proposal(self, envelope: Envelope[Payload], delivery: Delivery) -> None:
-        del delivery
         proposal = envelope.data
         if not isinstance(proposal, TradeProposed):
             return
         async with self.gate:
             await self._ensure_fresh()
+            if delivery.attempt > 1:
+                # Handled before, perhaps decided: a crash or a failed publish after the
+                # commit. The rebuild those leave behind has published every open order
+                # again; only the decision is left to repeat, without deciding again.
+                decided = await self.store.decision(proposal.proposal_id)
+                if decided is not None:
+                    await self._publish(Effects(decisions=[decided]), envelope.origin_ts)
+                    return
             effects = self.engine.on_proposal(proposal, self._clock.now())
             try:
                 await self._apply(effects, envelope.origin_ts)

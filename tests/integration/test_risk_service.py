@@ -30,7 +30,7 @@ from shared.messages import (
     new_envelope,
 )
 from shared.money import Side
-from tests.support.polling import eventually
+from tests.support.polling import eventually, metric
 from tests.support.risk import (
     TOKEN,
     FakeExecution,
@@ -478,6 +478,44 @@ async def test_a_tick_through_the_stop_sends_an_exit_and_a_crash_pauses_entries(
         assert trading["actor"] == "risk" and trading["reason"].startswith("daily_loss_limit")
         refused = await risk.client.post("/v1/resume", json={"reason": "try"})
         assert refused.status_code == 409 and "daily_loss_limit" in refused.json()["detail"]
+
+
+async def test_a_redelivered_proposal_decided_before_repeats_its_decision_without_a_rebuild(
+    stack,
+):
+    proposal = _proposal(2, "BTC-USD", ProposalAction.ENTRY, "250", stack["clock"])
+    async with _risk(stack):
+        await _propose(stack, proposal)
+        first = await _decided(stack, proposal.proposal_id)
+    # The same entry delivered to risk's consumer again and never acked: as when risk dies
+    # after its commit, before its ack. The restart rebuilds once and publishes the open
+    # order again; the redelivery only repeats the decision.
+    redis, stream = stack["redis"], stack["keys"].stream("signal.proposals")
+    [(_entry_id, fields)] = await redis.xrange(stream)
+    await redis.xadd(stream, fields)
+    await redis.xreadgroup("risk", "risk-1", {stream: ">"})
+    recoveries = metric("risk_recoveries_total")
+    async with _risk(stack):
+
+        async def repeated():
+            payloads = await stream_payloads(redis, stack["keys"], "risk.decisions")
+            return [p for p in payloads if isinstance(p, ProposalDecided)][1:]
+
+        (again,) = await eventually(repeated, what="the decision published again")
+        await eventually(lambda: _nothing_pending(stack), what="the redelivery acked")
+    assert again == first
+    assert metric("risk_recoveries_total") == recoveries + 1  # the start's, no other
+    orders = await stream_payloads(redis, stack["keys"], "risk.orders")
+    assert [o.intent_id for o in orders if isinstance(o, PlaceOrder)] == [
+        proposal.proposal_id
+    ] * 2  # fmt: skip
+    async with stack["db"].connect() as connection:
+        assert len((await connection.execute(select(RiskDecision))).all()) == 1
+
+
+async def _nothing_pending(stack) -> bool:
+    stream = stack["keys"].stream("signal.proposals")
+    return (await stack["redis"].xpending(stream, "risk"))["pending"] == 0
 
 
 async def test_a_proposal_decided_before_is_not_decided_again_but_its_decision_is_repeated(stack):
