@@ -499,6 +499,8 @@ async def test_entries_that_publish_nothing_are_acked_marked_and_cleared_with_th
     errors_key = bus_keys.errors(STREAM, "g")
     async with consuming(redis, bus_keys, settings, handle) as (consumer, _task):
         await publisher.publish(sent)
+        # the group exists once the handler ran (polled before, XPENDING finds no group)
+        await eventually(lambda: calls == [1], what="the first delivery")
         await eventually(lambda: _pending_is(redis, bus_keys, 1), what="the failed delivery")
         assert await redis.hlen(errors_key) == 1
         # claimed once idle claim_min_idle_ms (the consumer's own claims wait 30 s)
