@@ -22,7 +22,7 @@ pipeline: market-data, signal, risk and execution (PAPER) run as real processes 
           publishes just before it hands the order to the venue. ``venue_mean_ms`` is
           execution's own ``execution_order_latency_seconds`` over the window, observed
           at the hand-over itself: its mean, next to ours, shows what that report's
-          round trip leaves out. Per stage (p50): candle to proposal (signal), proposal
+          round trip leaves out. Per stage (p50, p99): candle to proposal (signal), proposal
           to order (risk), order to PENDING report (execution). The candles of all
           products close on one candle pass, so an order can wait behind another of the
           same pass in each service: ``first_p50_ms`` and ``first_p99_ms`` are of the
@@ -427,18 +427,23 @@ def _pipeline_line(figures: Figures) -> str:
     floor = _percentile(figures.floor, 0.5) * 1e3
     first = [c.total * 1e3 for c in first_of_pass(found)]
 
-    def stage(start: Callable[[Chain], int], end: Callable[[Chain], int]) -> float:
-        return _percentile([(end(c) - start(c)) / 1e6 for c in found], 0.5)
+    def stage(start: Callable[[Chain], int], end: Callable[[Chain], int], at: float = 0.5) -> float:
+        return _percentile([(end(c) - start(c)) / 1e6 for c in found], at)
+
+    signal = (lambda c: c.candle, lambda c: c.proposal)
+    risk = (lambda c: c.proposal, lambda c: c.order)
+    execution = (lambda c: c.order, lambda c: c.submitted)
 
     return (
         f"BENCH pipeline ticks_per_s={figures.ticks / WINDOW_S:.0f} p50_ms={p50:.2f} "
         f"p99_ms={p99:.2f} floor_ms={floor:.2f} orders={len(found)} seconds={WINDOW_S:.0f} "
-        f"signal_p50_ms={stage(lambda c: c.candle, lambda c: c.proposal):.2f} "
-        f"risk_p50_ms={stage(lambda c: c.proposal, lambda c: c.order):.2f} "
-        f"execution_p50_ms={stage(lambda c: c.order, lambda c: c.submitted):.2f} "
+        f"signal_p50_ms={stage(*signal):.2f} risk_p50_ms={stage(*risk):.2f} "
+        f"execution_p50_ms={stage(*execution):.2f} "
         f"first_p50_ms={_percentile(first, 0.5):.2f} first_p99_ms={_percentile(first, 0.99):.2f} "
         f"floor_p99_ms={_percentile(figures.floor, 0.99) * 1e3:.2f} "
         f"sparse_floor_ms={_percentile(figures.sparse_floor, 0.5) * 1e3:.2f} mean_ms={mean:.2f} "
+        f"signal_p99_ms={stage(*signal, 0.99):.2f} risk_p99_ms={stage(*risk, 0.99):.2f} "
+        f"execution_p99_ms={stage(*execution, 0.99):.2f} "
         f"venue_mean_ms={figures.venue_mean_s * 1e3:.2f} "
         f"p50_over_floor={p50 / floor:.1f} "
         f"services_cpu_pct={sum(figures.cpu[name] for name in PIPELINE) * 100:.0f} "
