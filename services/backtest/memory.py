@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from services.execution.store import Progress, StoredIntent
@@ -40,7 +40,8 @@ class MemoryStore:
     async def mark_reported(self, intent_id: str) -> None:
         del intent_id
 
-    async def unreported(self) -> list[StoredIntent]:
+    async def unreported(self, intent_ids: Collection[str] | None = None) -> list[StoredIntent]:
+        del intent_ids
         return []
 
     async def fills_of(self, intent_id: str) -> list[OrderFilled]:

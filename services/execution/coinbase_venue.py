@@ -117,6 +117,11 @@ class CoinbaseVenue:
         return [r for coid, order in orders.items() for r in self._reports(coid, order, fills)]
 
     async def reconcile(self, working: Sequence[WorkingOrder], now: datetime) -> list[VenueReport]:
+        # whole: every fill and the end, however much of them was reported before
+        for item in working:
+            self._trades.pop(item.client_order_id, None)
+            self._filled.pop(item.client_order_id, None)
+            self._ended.discard(item.client_order_id)
         self._remember(working)
         budget = _Budget(self._reconcile_budget)
         try:

@@ -174,10 +174,22 @@ class PaperVenue:
         return self._take()
 
     async def reconcile(self, working: Sequence[WorkingOrder], now: datetime) -> list[VenueReport]:
-        """A new process has an empty book of paper orders: what was working is gone."""
+        """Paper orders live in this process: one it still holds is reported whole (every
+        fill, and its end); one still in flight reports when it arrives. A new process has
+        an empty book: what a previous one left working is gone."""
         del now
-        return [VenueDone(order.client_order_id, OrderStatus.CANCELLED, RESTARTED)
-                for order in working]  # fmt: skip
+        reports: list[VenueReport] = []
+        for item in working:
+            coid = item.client_order_id
+            order = self.account.order_by_client_id(coid)
+            if order is not None:
+                reports.append(VenueAccepted(coid, order.order_id))
+                reports += self._new_fills(order, start=0)
+                if order.status in _STATUS:
+                    reports.append(VenueDone(coid, _STATUS[order.status], order.done_reason))
+            elif not any(a.request.client_order_id == coid for a in self._in_flight):
+                reports.append(VenueDone(coid, OrderStatus.CANCELLED, RESTARTED))
+        return reports
 
     # --- balances ---------------------------------------------------------------------
 
@@ -255,8 +267,10 @@ class PaperVenue:
             self.account.forget(oldest)
             self._reported_fills.pop(oldest, None)
 
-    def _new_fills(self, order: Order) -> list[VenueReport]:
-        start = self._reported_fills[order.order_id]
+    def _new_fills(self, order: Order, start: int | None = None) -> list[VenueReport]:
+        """The order's fills from ``start`` on (from the first not yet reported if None)."""
+        if start is None:
+            start = self._reported_fills[order.order_id]
         self._reported_fills[order.order_id] = len(order.fills)
         coid = order.request.client_order_id
         return [

@@ -7,7 +7,7 @@ wires in-memory twins, so the same intents are driven the same way in both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -45,7 +45,9 @@ class IntentStore(Protocol):
 
     async def mark_reported(self, intent_id: str) -> None: ...
 
-    async def unreported(self) -> list[StoredIntent]: ...
+    async def unreported(self, intent_ids: Collection[str] | None = None) -> list[StoredIntent]:
+        """Intents not yet reported finished (of ``intent_ids`` only, if given)."""
+        ...
 
     async def fills_of(self, intent_id: str) -> list[OrderFilled]: ...
 

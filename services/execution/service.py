@@ -70,6 +70,10 @@ INTENTS = Counter("execution_intents_total", "Intents taken on, by kind.", ["kin
 FINISHED = Counter("execution_intents_finished_total", "Intents finished.", ["status", "reason"])
 ORDERS_SENT = Counter("execution_orders_sent_total", "Orders sent to the venue.", ["role"])
 FILLS = Counter("execution_fills_total", "Fills recorded.", ["liquidity"])
+RESYNCS = Counter(
+    "execution_intent_resyncs_total",
+    "Intents rebuilt from Postgres and the venue after their driving failed part way.",
+)
 OPEN_INTENTS = Gauge("execution_open_intents", "Intents not yet finished.")
 SLIPPAGE_BUCKETS = (-100, -50, -20, -10, -5, 0, 5, 10, 20, 50, 100, 200, 500)
 SLIPPAGE = Histogram(
@@ -151,6 +155,8 @@ class ExecutionService:
         # (intent, order) -> taker size and cost so far; observed when the intent ends
         self._taker_orders: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
         self._driving: set[asyncio.Task[None]] = set()
+        # intents whose driving failed part way: memory may be ahead of the record
+        self._unsynced: set[str] = set()
         self.restored = asyncio.Event()
 
     @property
@@ -173,21 +179,61 @@ class ExecutionService:
         and reconcile their orders with the venue before any new command is taken."""
         now = self._clock.now()
         for stored in await self._store.unreported():
-            machine = self._resume(stored, now)
-            fills = await self._store.fills_of(stored.command.intent_id)
-            self._trades[stored.command.intent_id].update(fill.trade_id for fill in fills)
-            events: list[Payload] = [*fills]
-            if stored.finished is not None:
-                machine.finished = self._closing(machine, stored.finished)
-                events.append(machine.finished)
-            await self._publish(self._origin[machine.intent.intent_id], events)
-            if stored.finished is not None:
-                await self._store.mark_reported(machine.intent.intent_id)
+            await self._recover(stored, now)
         reports = await self.venue.reconcile(self._working(), now)
         await self._dispatch(reports, now)
         OPEN_INTENTS.set(len(self._open()))
         self.restored.set()
         _log.info("execution restored", open_intents=len(self._open()))
+
+    async def _recover(self, stored: StoredIntent, now: datetime) -> IntentExecution:
+        """An intent's memory rebuilt from its record alone: its orders as recorded, the
+        fills recorded (reported again: their ids are stable, and consumers drop a repeat),
+        and its end, if that report was cut off. The venue's word on its orders is next."""
+        machine = self._resume(stored, now)
+        intent_id = stored.command.intent_id
+        fills = await self._store.fills_of(intent_id)
+        self._trades[intent_id] = {fill.trade_id for fill in fills}
+        events: list[Payload] = [*fills]
+        if stored.finished is not None:
+            machine.finished = self._closing(machine, stored.finished)
+            events.append(machine.finished)
+        await self._publish(self._origin[intent_id], events)
+        if stored.finished is not None:
+            await self._store.mark_reported(intent_id)
+        return machine
+
+    async def _resync(self) -> None:
+        """Rebuild the intents whose driving failed part way (Postgres or Redis out, say):
+        what memory held beyond the record (fills applied but not stored, or stored but
+        not reported) is dropped, and the record and the venue's word on the intent's
+        orders are taken again, as a restart would. Raises while the record cannot be
+        read; the intents stay to be rebuilt."""
+        if not self._unsynced:
+            return
+        now = self._clock.now()
+        ids = sorted(self._unsynced)
+        stored = {s.command.intent_id: s for s in await self._store.unreported(ids)}
+        for intent_id in ids:
+            lock = self._locks[intent_id]
+            if lock.locked():
+                continue  # still being driven; the next round rebuilds it
+            async with lock:
+                self._inbox = [r for r in self._inbox
+                               if self._intent_of(r.client_order_id) != intent_id]  # fmt: skip
+                record = stored.get(intent_id)
+                if record is None:  # reported finished: nothing of it was lost
+                    self._unsynced.discard(intent_id)
+                    continue
+                machine = await self._recover(record, now)
+                recorded = len(self._trades[intent_id])
+                reports = await self.venue.reconcile(self._working([machine]), now)
+                step, fills = self._apply(machine, reports, now)
+                self._unsynced.discard(intent_id)  # a failure from here marks it again
+                RESYNCS.inc()
+                _log.info("intent rebuilt from its record and the venue", intent_id=intent_id,
+                          fills_recorded=recorded, fills_found=len(fills))  # fmt: skip
+                await self._drive(machine, step, fills)
 
     def _resume(self, stored: StoredIntent, now: datetime) -> IntentExecution:
         command = stored.command
@@ -250,6 +296,7 @@ class ExecutionService:
 
     async def on_cancel(self, command: CancelOrders) -> None:
         """Cancel the working intents of these kinds and products."""
+        await self._resync()  # a cancel acts on intents as recorded, never on stale memory
         for machine in self._open():
             intent = machine.intent
             if intent.kind not in command.kinds:
@@ -267,8 +314,8 @@ class ExecutionService:
         """Drive ``step`` in a task that holds ``lock`` (already acquired) until it is done.
 
         A failure leaves the intent as Postgres has it, as a failed handler did before
-        (a redelivered command finds the intent taken on): its timers and the venue's
-        answers, or a restore, take it on from there."""
+        (a redelivered command finds the intent taken on): the next timer round rebuilds
+        it from there (:meth:`_resync`)."""
 
         async def drive() -> None:
             try:
@@ -333,13 +380,14 @@ class ExecutionService:
 
     async def on_timer(self) -> None:
         """Poll the venue, hand out its reports, and fire every intent's TTLs."""
+        await self._resync()
         now = self._clock.now()
         reports, self._inbox = self._inbox, []
         reports += await self.venue.poll(self._working(), now)
         await self._dispatch(reports, now, busy_wait=False)
         for machine in self._open():
             lock = self._locks[machine.intent.intent_id]
-            if lock.locked():
+            if lock.locked() or machine.intent.intent_id in self._unsynced:
                 continue  # a venue call of its own is under way; its timers fire next round
             async with lock:
                 step = machine.on_timer(self._clock.now())
@@ -363,6 +411,8 @@ class ExecutionService:
                 continue
             by_intent[intent_id].append(report)
         for intent_id, mine in by_intent.items():
+            if intent_id in self._unsynced:
+                continue  # its rebuild reads the venue again
             machine = self.intents[intent_id]
             if not busy_wait and self._locks[intent_id].locked():
                 self._inbox += mine
@@ -386,7 +436,18 @@ class ExecutionService:
     ) -> None:  # fmt: skip
         """Record, report, send; then the same for what the venue answered, until quiet.
 
-        ``recorded``: the first step is already in Postgres (written with the intent)."""
+        ``recorded``: the first step is already in Postgres (written with the intent).
+        A failure part way leaves memory ahead of the record: the intent is marked to be
+        rebuilt (:meth:`_resync`)."""
+        try:
+            await self._drive_steps(machine, step, fills, recorded=recorded)
+        except BaseException:
+            self._unsynced.add(machine.intent.intent_id)
+            raise
+
+    async def _drive_steps(
+        self, machine: IntentExecution, step: Step, fills: list[OrderFilled], *, recorded: bool
+    ) -> None:
         intent = machine.intent
         while True:
             was_finished = any(isinstance(e, IntentFinished) for e in step.events)
@@ -514,9 +575,10 @@ class ExecutionService:
             del self._live[intent_id]
         return list(self._live.values())
 
-    def _working(self) -> list[WorkingOrder]:
+    def _working(self, machines: Iterable[IntentExecution] | None = None) -> list[WorkingOrder]:
+        """The orders at the venue not yet ended, of ``machines`` (every intent's if None)."""
         working = []
-        for machine in self.intents.values():
+        for machine in self.intents.values() if machines is None else machines:
             for order in machine.orders:
                 if order.status in (OrderStatus.PENDING, OrderStatus.OPEN,
                                     OrderStatus.PARTIALLY_FILLED):  # fmt: skip

@@ -10,6 +10,7 @@ per (venue, trade id): a replay cannot double one.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -143,17 +144,16 @@ class ExecutionStore:
         async with self._writer.batch() as batch:
             await batch.execute(_MARK_REPORTED, {"intent_id": intent_id})
 
-    async def unreported(self) -> list[StoredIntent]:
+    async def unreported(self, intent_ids: Collection[str] | None = None) -> list[StoredIntent]:
         """Intents of this mode not yet reported finished: open ones, and any whose report
-        a crash cut off."""
+        a crash cut off; of ``intent_ids`` only, if given."""
+        query = select(ExecutionIntent).where(
+            ExecutionIntent.mode == self._mode.value, ~ExecutionIntent.reported
+        )
+        if intent_ids is not None:
+            query = query.where(ExecutionIntent.intent_id.in_(list(intent_ids)))
         async with self._database.connect() as connection:
-            rows = (
-                await connection.execute(
-                    select(ExecutionIntent)
-                    .where(ExecutionIntent.mode == self._mode.value, ~ExecutionIntent.reported)
-                    .order_by(ExecutionIntent.started_at)
-                )
-            ).all()
+            rows = (await connection.execute(query.order_by(ExecutionIntent.started_at))).all()
             ids = [row.intent_id for row in rows]
             orders = (
                 await connection.execute(

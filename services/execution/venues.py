@@ -94,7 +94,10 @@ class Venue(Protocol):
         ...
 
     async def reconcile(self, working: Sequence[WorkingOrder], now: datetime) -> list[VenueReport]:
-        """On start: the fate of orders a previous run left working, within a request budget.
+        """The fate of ``working`` orders, whole: each one's every fill and its end, however
+        much of it was reported before (the caller drops fills it recorded). On start, for
+        what a previous run left working; while running, for an intent whose record fell
+        behind. Within a request budget.
 
         Raises :class:`ReconcileIncomplete` when the budget ran out first.
         """

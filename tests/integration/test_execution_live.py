@@ -23,6 +23,7 @@ import yaml
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from deploy.local.servers import HarnessError, PostgresServer, postgres_binaries
 from services.exchange_sim.limits import WindowLimiter, WindowVerdict
 from services.execution.app import ExecutionSettings, bootstrap
 from services.execution.orders import client_order_id
@@ -30,7 +31,7 @@ from shared.bus import BusKeys, Publisher
 from shared.clock import LiveClock
 from shared.coinbase.rest import CoinbaseRest
 from shared.config import load_config
-from shared.db import upgrade
+from shared.db import make_engine, upgrade
 from shared.matching.types import Order as SimOrder
 from shared.messages import (
     CancelOrders,
@@ -52,7 +53,7 @@ from shared.money import Side
 from shared.products import ProductCatalog, ProductInfo
 from shared.ratelimit import RateLimitClient
 from tests.support.execution import ExecutionHandle, fills_of, orders_of
-from tests.support.polling import eventually
+from tests.support.polling import eventually, metric
 from tests.support.venue import (
     CONFIG_DIR,
     CdpTestKey,
@@ -509,3 +510,65 @@ async def test_a_hung_order_holds_up_only_its_own_intent(live: Live, tmp_path: P
         assert hung.locked()
         await live.finished("entry:hung")
         await live.finished("entry:waiting")
+
+
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[PostgresServer]:
+    """A Postgres of this test's own, migrated, that it can stop and start again."""
+    try:
+        initdb, pg_ctl = postgres_binaries()
+    except HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    server = await asyncio.to_thread(PostgresServer(initdb, pg_ctl).start)
+    try:
+        await asyncio.to_thread(upgrade, server.url)
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def test_fills_made_while_postgres_is_down_are_stored_and_reported_once_it_is_back(
+    redis: Redis, redis_url: str, bus_keys: BusKeys, key: CdpTestKey,
+    own_postgres: PostgresServer,
+) -> None:  # fmt: skip
+    """The venue fills a resting order while Postgres is down: execution's polls see the
+    fills and cannot record them. Once Postgres is back, the intent is rebuilt from its
+    record and the venue, and each fill is recorded and reported once, with no restart."""
+    database = make_engine(own_postgres.url)
+    async with (
+        running_sim(key, sim_step_ms=10_000) as sim,
+        rate_limiter_service(redis_url, bus_keys.prefix) as limiter_url,
+        httpx.AsyncClient(base_url=limiter_url, timeout=5) as limiter_http,
+    ):
+        limiter = RateLimitClient(limiter_http, load_config(CONFIG_DIR).ratelimits)
+        async with coinbase_client(sim.base_url, limiter, key) as rest:
+            live = Live(redis, redis_url, bus_keys, database, sim, limiter_url, rest, key)
+            await live.seed_catalog()
+            bid, ask = await live.best()
+            far = (bid * Decimal("0.9")).quantize(Decimal("0.01"))
+            command = intent("entry:outage", (bid + ask) / 2, base="0.004",
+                             liquidity=LiquidityPreference.MAKER_FIRST)  # fmt: skip
+            async with live.service() as handle:
+                await live.tick(handle, far, ask)
+                await live.publish(command, origin_ts=901)
+                await eventually(lambda: live.order_status("entry:outage", OrderStatus.OPEN),
+                                 what="resting")  # fmt: skip
+                [resting] = live.venue_orders("entry:outage")
+                await asyncio.to_thread(own_postgres.halt)
+                rebuilt = metric("execution_intent_resyncs_total")
+                # the market prints through the limit while Postgres is down: two fills
+                for size in ("0.001", "0.003"):
+                    sim.venue.account.on_trade(PRODUCT, far - 1, Decimal(size), live.clock.now())
+                assert resting.status.value == "FILLED" and len(resting.fills) == 2
+                await asyncio.sleep(1)  # ten of execution's polls see the fills, and fail
+                assert not await live.order_status("entry:outage", OrderStatus.PARTIALLY_FILLED)
+                assert (await handle.client.get("/healthz")).status_code == 200
+                await asyncio.to_thread(own_postgres.resume)
+                finished = await live.finished("entry:outage", within=30)
+            assert metric("execution_intent_resyncs_total") == rebuilt + 1
+            assert finished.status is OrderStatus.FILLED
+            assert finished.filled_base == Decimal("0.004")
+            fills = await assert_the_venues_fills(live, command)
+            assert sorted(f.size for f in fills) == [Decimal("0.001"), Decimal("0.003")]
+            await assert_reported_once(live, "entry:outage", 901)
+    await database.dispose()

@@ -266,6 +266,35 @@ async def test_lookups_and_a_restart_report_what_the_venue_knows() -> None:
     assert RESTARTED == "paper_venue_restarted"
 
 
+async def test_a_reconcile_while_running_reports_each_held_order_whole() -> None:
+    """What execution asks when its record of an intent fell behind: every fill again
+    (execution drops those it recorded), and the end; an order in flight reports later."""
+    venue = _venue(latency=200 * MS)
+    venue.on_book(_book(BID, ASKS), T0)
+    await venue.send(_post_only("c-1", "49999.99", "0.01"), T0)
+    await venue.poll([], T0 + 200 * MS)
+    venue.on_tick(_tick("49999.98", "0.004", ask="49999.99"), T0 + 201 * MS)
+    first = VenueFill("c-1", "paper-t1", D("49999.99"), D("0.004"), D("1.20"), Liquidity.MAKER,
+                      T0 + 201 * MS)  # fmt: skip
+    assert await venue.poll([], T0 + 201 * MS) == [first]  # reported once, then lost
+    await venue.send(_post_only("c-2", "49999.00", "0.01"), T0 + 202 * MS)  # in flight
+    working = [WorkingOrder("c-1", "BTC-USD", "paper-o1", T0),
+               WorkingOrder("c-2", "BTC-USD", None, T0 + 202 * MS),
+               WorkingOrder("c-3", "BTC-USD", None, T0)]  # fmt: skip
+    assert await venue.reconcile(working, T0 + 203 * MS) == [
+        VenueAccepted("c-1", "paper-o1"), first,
+        VenueDone("c-3", OrderStatus.CANCELLED, RESTARTED),
+    ]  # fmt: skip
+    venue.on_book(_book([("49999.90", "1")], [("49999.95", "2")]), T0 + 204 * MS)
+    rest = VenueFill("c-1", "paper-t2", D("49999.99"), D("0.006"), D("1.80"), Liquidity.MAKER,
+                     T0 + 204 * MS)  # fmt: skip
+    assert await venue.poll([], T0 + 204 * MS) == [rest, VenueDone("c-1", OrderStatus.FILLED, "")]
+    assert await venue.reconcile(working[:1], T0 + 205 * MS) == [
+        VenueAccepted("c-1", "paper-o1"), first, rest, VenueDone("c-1", OrderStatus.FILLED, ""),
+    ]  # fmt: skip
+    assert await venue.poll([], T0 + 500 * MS) == [VenueAccepted("c-2", "paper-o2")]
+
+
 async def test_only_the_latest_ended_orders_are_remembered_and_a_resting_one_always() -> None:
     venue = _venue(retained_orders=2)
     venue.on_book(_book(BID, [("50000.00", "10")]), T0)
