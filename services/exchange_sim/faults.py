@@ -10,9 +10,17 @@ from __future__ import annotations
 import random
 from typing import Literal
 
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CreateOrderFault", "FaultPlan", "Faults"]
+__all__ = ["INJECTED", "CreateOrderFault", "FaultPlan", "Faults"]
+
+INJECTED = Counter(
+    "sim_faults_injected_total",
+    "Faults exchange-sim injected: throttle (429), error (503), each create-order fault, "
+    "ws_drop (a lost WebSocket message).",
+    ["fault"],
+)
 
 CreateOrderFault = Literal[
     "timeout_after_accept",  # the order is placed; the answer never comes in time
@@ -54,17 +62,30 @@ class FaultPlan:
         self.faults = faults
 
     def fail_request(self) -> bool:
-        return self.faults.error_rate > 0 and self._rng.random() < self.faults.error_rate
+        return _counted("error", self._dice(self.faults.error_rate))
 
     def throttle_request(self) -> bool:
-        return self.faults.throttle_rate > 0 and self._rng.random() < self.faults.throttle_rate
+        return _counted("throttle", self._dice(self.faults.throttle_rate))
 
     def next_create_order_fault(self) -> CreateOrderFault | None:
         queue = self.faults.create_order
-        return queue.pop(0) if queue else None
+        if not queue:
+            return None
+        fault = queue.pop(0)
+        INJECTED.labels(fault).inc()
+        return fault
 
     def drop_ws_message(self, channel: str) -> bool:
         if channel == "l2_data" and self.faults.ws_drop_next > 0:
             self.faults.ws_drop_next -= 1
-            return True
-        return self.faults.ws_drop_rate > 0 and self._rng.random() < self.faults.ws_drop_rate
+            return _counted("ws_drop", True)
+        return _counted("ws_drop", self._dice(self.faults.ws_drop_rate))
+
+    def _dice(self, rate: float) -> bool:
+        return rate > 0 and self._rng.random() < rate
+
+
+def _counted(fault: str, injected: bool) -> bool:
+    if injected:
+        INJECTED.labels(fault).inc()
+    return injected

@@ -5,20 +5,28 @@ execution places real orders on exchange-sim, which keeps its own book of orders
 fills, the ground truth here. Its market zig-zags every minute, so a fast EMA crossover
 enters or exits on every candle of every product. While it trades, a seeded schedule:
 
-- kills a service with SIGKILL (market-data, signal, risk, execution, rate-limiter,
-  chosen at random) every few seconds; the stack restarts it;
+- kills a service with SIGKILL every few seconds, in rounds that each take the five
+  (market-data, signal, risk, execution, rate-limiter) in a random order; a service the
+  stack is still restarting is waited for, so every kill lands on a running process;
 - kills Redis (append-only file on) and starts it again on the same files;
 - stops Postgres for ``CHAOS_PG_OUTAGE_S`` seconds;
-- has exchange-sim answer 429s and 503s, hang or fail create-orders after and before
-  taking them, drop level2 messages (sequence gaps) and every WebSocket connection.
+- has exchange-sim answer 429s and 503s from the start until the services have met three
+  of each, drop six level2 messages in a row (a sequence gap), fail or hang the next four
+  create-orders, after and before taking them, whenever they come, and drop every
+  WebSocket connection halfway through the kills.
 
 Then, with the faults gone, trading must resume by itself; after a pause, every intent
 risk issued must finish, and the records must agree with the venue's:
 
+- every kill landed, and every fault asked for was met (exchange-sim counts them; the
+  gap is in market-data's log);
 - no intent lost: every intent risk issued reaches a final status;
-- no venue order duplicated: one venue order per client order id, each one ours;
+- no venue order duplicated: one venue order per client order id, each one ours, and no
+  intent filled beyond its size;
 - every venue fill in Postgres exactly once, with its size and price;
-- risk's positions equal the positions the venue's fills add up to.
+- risk's positions equal the positions the venue's fills add up to;
+- neither the API secret, nor the control token, nor the database password appears in
+  the stack's log, its metrics, or any status or error answer.
 
 ``make test`` runs a short schedule (``CHAOS_KILLS`` 6, a 10 s Postgres outage);
 ``make chaos`` the long one: 24 kills and a 30 s outage, seed ``CHAOS_SEED`` 20261124.
@@ -42,6 +50,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -59,6 +68,7 @@ from shared.coinbase.auth import CdpCredentials
 from shared.coinbase.rest import CoinbaseRest
 from shared.db import Fill, Order, RiskIntent
 from tests.support.polling import eventually
+from tests.support.secrets import everything_served, leaked, pem_lines, with_password
 from tests.support.stack_config import trading_config
 from tests.support.venue import CdpTestKey
 
@@ -86,14 +96,21 @@ RISK = {
     "max_drawdown_pct": 50,
 }  # fmt: skip
 FINAL_STATUSES = {"FILLED", "CANCELLED", "EXPIRED", "FAILED", "REJECTED"}
+PASSWORD = "chaos-pg-password-41d7a0"
+CREATE_ORDER_FAULTS = [
+    "timeout_after_accept", "timeout_before_accept", "error_after_accept", "error_before_accept",
+]  # fmt: skip
+WS_DROPS = 6  # level2 messages lost in a row: a sequence gap
+RATE_FAULTS = 3  # 429s, and 503s, the services must meet before the storm ends
 
 
 @dataclass
 class Chaos:
-    """What the schedule did, for the failure message."""
+    """What the schedule did, for the checks and the failure message."""
 
     rng: random.Random
     events: list[str] = field(default_factory=list)
+    kills: Counter[str] = field(default_factory=Counter)
 
     def note(self, event: str) -> None:
         self.events.append(event)
@@ -144,6 +161,7 @@ def _pid_of(stack_pid: int, module: str) -> int | None:
 
 @pytest.mark.timeout(1200)
 async def test_kills_outages_and_venue_faults_lose_nothing(tmp_path: Path) -> None:
+    assert KILLS >= len(VICTIMS), f"CHAOS_KILLS={KILLS} would leave a service never killed"
     redis_server = RedisServer(redis_binary(), appendonly=True).start()
     initdb, pg_ctl = postgres_binaries()
     pg_server = PostgresServer(initdb, pg_ctl).start()
@@ -158,6 +176,9 @@ async def test_kills_outages_and_venue_faults_lose_nothing(tmp_path: Path) -> No
         "--redis-url", redis_server.url, "--database-url", pg_server.url,
         "--state-file", str(state_file),
     ]  # fmt: skip
+    database_url, secrets = with_password(pg_server.url, PASSWORD)
+    command[command.index("--database-url") + 1] = database_url
+    secrets |= {"control token": TOKEN, **pem_lines("API secret", key.private_pem)}
     stack = _launch(command, env, log_path)
     database = create_async_engine(  # pre-ping: the test outlives a Postgres restart
         pg_server.url.replace("postgresql://", "postgresql+psycopg://"), pool_pre_ping=True
@@ -167,7 +188,13 @@ async def test_kills_outages_and_venue_faults_lose_nothing(tmp_path: Path) -> No
         await eventually(lambda: _up(stack, state_file), within=120, what="the stack")
         services = json.loads(state_file.read_text())
         await eventually(lambda: _fills(database, 2), within=180, what="the first fills")
-        await _hurt(chaos, stack.pid, services["exchange-sim"]["url"], redis_server, pg_server)
+        sim = services["exchange-sim"]["url"]
+        await _hurt(chaos, stack.pid, sim, redis_server, pg_server)
+        assert sum(chaos.kills.values()) == KILLS and set(chaos.kills) == set(VICTIMS), (
+            f"kills that landed: {dict(chaos.kills)}"
+        )
+        await eventually(lambda: _venue_faults_met(sim, chaos), within=240,
+                         what="the services meeting every fault asked of the venue")  # fmt: skip
         await eventually(lambda: _all_ready(services), within=120, what="every service ready")
         before = len(await _our_fills(database))
         await eventually(lambda: _fills(database, before + 2), within=240,
@@ -175,7 +202,11 @@ async def test_kills_outages_and_venue_faults_lose_nothing(tmp_path: Path) -> No
         await _pause(services["risk"]["url"])
         await eventually(lambda: _all_intents_final(database), within=180,
                          what="every intent risk issued to finish")  # fmt: skip
+        log = await asyncio.to_thread(log_path.read_text, errors="replace")
+        assert "ws sequence gap" in log, "market-data saw no sequence gap"
         await _check_against_the_venue(services, database, key)
+        said = log + await everything_served(services, ControlAuth(TOKEN, "chaos"))
+        assert leaked(secrets, said) == [], "a secret reached a log line, a metric or an answer"
     except (AssertionError, TimeoutError) as exc:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-120:])
         raise AssertionError(
@@ -197,27 +228,26 @@ async def _hurt(
     chaos: Chaos, stack_pid: int, sim: str, redis_server: RedisServer, pg_server: PostgresServer
 ) -> None:
     """The seeded schedule: ``KILLS`` kills, with Redis killed after a third of them,
-    Postgres stopped after two thirds, and the venue misbehaving through the first half."""
+    Postgres stopped after two thirds, the venue's WebSocket connections dropped after half,
+    and the venue misbehaving from the start until every fault has been met (see
+    :func:`_venue_faults_met`), however long that takes."""
     rng = chaos.rng
     async with httpx.AsyncClient(base_url=sim, timeout=10) as client:
         faults = {
-            "error_rate": 0.15, "throttle_rate": 0.25, "hang_s": 12, "ws_drop_next": 6,
-            "create_order": rng.sample(["timeout_after_accept", "timeout_before_accept",
-                                        "error_after_accept", "error_before_accept"], 4),
+            "error_rate": 0.15, "throttle_rate": 0.25, "hang_s": 12, "ws_drop_next": WS_DROPS,
+            "create_order": rng.sample(CREATE_ORDER_FAULTS, len(CREATE_ORDER_FAULTS)),
         }  # fmt: skip
         (await client.put("/sim/faults", json=faults)).raise_for_status()
         chaos.note(f"venue faults {faults}")
-        for kill in range(1, KILLS + 1):
+        for kill, victim in enumerate(_kill_order(rng, KILLS), 1):
             await asyncio.sleep(rng.uniform(2.0, 5.0))
-            victim = rng.choice(sorted(VICTIMS))
-            pid = _pid_of(stack_pid, VICTIMS[victim])
-            if pid is not None:
-                os.kill(pid, signal.SIGKILL)
+            pid = await _running(stack_pid, VICTIMS[victim])
+            os.kill(pid, signal.SIGKILL)
+            chaos.kills[victim] += 1
             chaos.note(f"kill -9 {victim} ({pid})")
             if kill == max(1, KILLS // 2):
                 (await client.post("/sim/ws/disconnect")).raise_for_status()
-                (await client.put("/sim/faults", json={})).raise_for_status()
-                chaos.note("WebSocket connections dropped; venue faults cleared")
+                chaos.note("WebSocket connections dropped")
             if kill == max(1, KILLS // 3):
                 redis_server.kill()
                 await asyncio.sleep(1)
@@ -228,7 +258,57 @@ async def _hurt(
                 await asyncio.sleep(PG_OUTAGE_S)
                 await asyncio.to_thread(pg_server.resume)
                 chaos.note(f"postgres stopped for {PG_OUTAGE_S:g} s")
+
+
+def _kill_order(rng: random.Random, kills: int) -> list[str]:
+    """Rounds of the five victims, each round in its own random order: every service is
+    killed once before any is killed twice."""
+    order: list[str] = []
+    while len(order) < kills:
+        order += rng.sample(sorted(VICTIMS), len(VICTIMS))
+    return order[:kills]
+
+
+async def _running(stack_pid: int, module: str, within: float = 90) -> int:
+    """The pid of the service's process, waiting while the stack restarts it."""
+    deadline = asyncio.get_running_loop().time() + within
+    while (pid := _pid_of(stack_pid, module)) is None:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{module} not running again within {within:g} s")
+        await asyncio.sleep(0.2)
+    return pid
+
+
+async def _venue_faults_met(sim: str, chaos: Chaos) -> bool:
+    """Whether every fault asked of the venue has happened, as exchange-sim counts them:
+    each create-order fault once, the level2 messages dropped, and the 429s and 503s at
+    least ``RATE_FAULTS`` times each, which are then switched off."""
+    async with httpx.AsyncClient(base_url=sim, timeout=10) as client:
+        faults = (await client.get("/sim/faults")).json()
+        injected = _injected((await client.get("/metrics")).text)
+        storm = faults["error_rate"] or faults["throttle_rate"]
+        if storm and min(injected.get("throttle", 0), injected.get("error", 0)) >= RATE_FAULTS:
+            rest = {k: faults[k] for k in ("hang_s", "create_order", "ws_drop_next")}
+            (await client.put("/sim/faults", json=rest)).raise_for_status()
+            chaos.note(f"429s and 503s over after {injected}")
+            storm = False
+        if storm or faults["create_order"] or faults["ws_drop_next"]:
+            return False
         (await client.put("/sim/faults", json={})).raise_for_status()
+    expected = {fault: 1 for fault in CREATE_ORDER_FAULTS} | {"ws_drop": WS_DROPS}
+    assert {k: injected.get(k) for k in expected} == expected, injected
+    chaos.note(f"every venue fault met: {injected}")
+    return True
+
+
+def _injected(metrics: str) -> dict[str, float]:
+    """exchange-sim's count of each fault it injected."""
+    return {
+        sample.labels["fault"]: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "sim_faults_injected_total"
+    }
 
 
 def _launch(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -284,11 +364,15 @@ async def _check_against_the_venue(
     async with database.connect() as connection:
         our_orders = (await connection.execute(select(Order))).all()
         our_fills = (await connection.execute(select(Fill))).all()
+        intents = (await connection.execute(select(RiskIntent))).all()
     # no venue order duplicated, and every one of them ours
     by_client_id = Counter(order.client_order_id for order in venue_orders)
     assert [cid for cid, n in by_client_id.items() if n > 1] == [], "a venue order twice"
     ours = {order.client_order_id for order in our_orders}
     assert set(by_client_id) <= ours, f"venue orders we do not know: {set(by_client_id) - ours}"
+    # nor an intent sent twice under two client order ids: none filled beyond its size
+    overfilled = _overfilled(intents, our_orders, venue_orders, venue_fills)
+    assert overfilled == {}, f"intents filled beyond their size: {overfilled}"
     # every venue fill in Postgres, exactly once, as the venue has it
     assert len({f.trade_id for f in our_fills}) == len(our_fills), "a fill stored twice"
     stored = {f.trade_id: (f.size, f.price) for f in our_fills}
@@ -308,3 +392,29 @@ async def _check_against_the_venue(
     risk_held = {p["product_id"]: Decimal(p["base"]) for p in positions if Decimal(p["base"])}
     assert risk_held == {p: b for p, b in held.items() if b}, "risk's positions differ"
     assert len(venue_fills) >= 4, "too little trading to prove anything"
+
+
+def _overfilled(
+    intents: list[Any], our_orders: list[Any], venue_orders: list[Any], venue_fills: list[Any]
+) -> dict[str, str]:
+    """Intents the venue filled beyond their size: base for a base-sized one, notional
+    (with 1% for rounding) for a quote-sized one. A second order for an intent, under a
+    client order id of its own, would show here."""
+    intent_of = {order.client_order_id: order.intent_id for order in our_orders}
+    client_id_of = {order.order_id: order.client_order_id for order in venue_orders}
+    base: dict[str, Decimal] = defaultdict(Decimal)
+    notional: dict[str, Decimal] = defaultdict(Decimal)
+    for fill in venue_fills:
+        intent_id = intent_of[client_id_of[fill.order_id]]
+        size = fill.size / fill.price if fill.size_in_quote else fill.size
+        base[intent_id] += size
+        notional[intent_id] += size * fill.price
+    over = {}
+    for intent in intents:
+        if intent.base_size is not None and base[intent.intent_id] > intent.base_size:
+            over[intent.intent_id] = f"{base[intent.intent_id]} of {intent.base_size} base"
+        if intent.quote_size is not None and notional[intent.intent_id] > intent.quote_size * (
+            Decimal("1.01")
+        ):
+            over[intent.intent_id] = f"{notional[intent.intent_id]} of {intent.quote_size} quote"
+    return over

@@ -30,7 +30,6 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -46,6 +45,7 @@ from shared.candle_files import Candle, write_candles
 from shared.db import Fill, Order, RiskDecision, RiskIntent
 from tests.support.polling import eventually
 from tests.support.promtool import prometheus as prometheus_binary
+from tests.support.secrets import everything_served, leaked, with_password
 from tests.support.stack_config import trading_config
 
 PRODUCTS = {"BTC-USD": 60_000, "ETH-USD": 3_000}
@@ -97,7 +97,7 @@ def _history(directory: Path, minutes: int = 600) -> Path:
 async def test_make_paper_trades_and_obeys_pause_resume_and_flatten(
     redis_url: str, bus_keys: BusKeys, pg_url: str, pg_engine: AsyncEngine, tmp_path: Path
 ) -> None:
-    pg_url, secrets = _with_password(pg_url)
+    pg_url, secrets = with_password(pg_url, PASSWORD)
     secrets["control token"] = TOKEN
     state_file = tmp_path / "state.json"
     log_path = tmp_path / "paper.log"
@@ -124,7 +124,7 @@ async def test_make_paper_trades_and_obeys_pause_resume_and_flatten(
         await _resume_lets_entries_in(risk, pg_engine)
         await _flatten_reaches_flat(risk)
         await _check_dashboards(prometheus)
-        answers = await _everything_served(services)
+        answers = await everything_served(services, AUTH)
         pids = [entry["pid"] for entry in services.values()]
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
@@ -132,8 +132,7 @@ async def test_make_paper_trades_and_obeys_pause_resume_and_flatten(
         assert not [pid for pid in pids if _alive(pid)], "a service outlived the stack"
         assert "paper: stopped" in log_path.read_text()
         said = log_path.read_text(errors="replace") + answers
-        leaked = [name for name, secret in secrets.items() if secret in said]  # names only
-        assert leaked == [], "a secret reached a log line, a metric or an answer"
+        assert leaked(secrets, said) == [], "a secret reached a log line, a metric or an answer"
     except AssertionError as exc:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-80:])
         raise AssertionError(f"{exc}\n--- the stack's log, last lines ---\n{tail}") from None
@@ -196,37 +195,6 @@ async def _check_dashboards(prometheus: str) -> None:
                 if not any([await query(expr) for expr in exprs]):
                     empty.append(f"{path.stem}: {panel['title']}")
         assert empty == [], f"dashboard panels without data: {empty}"
-
-
-def _with_password(url: str) -> tuple[str, dict[str, str]]:
-    """The database URL with a password to look for in everything the stack says: the one
-    it has, or one added when it is the local server's password-less superuser (which
-    trusts local connections, so any password is accepted)."""
-    parts = urlsplit(url)
-    if parts.password:
-        return url, {"database password": parts.password}
-    if parts.username == "postgres" and parts.hostname == "127.0.0.1":
-        netloc = f"postgres:{PASSWORD}@{parts.hostname}:{parts.port or 5432}"
-        return urlunsplit(parts._replace(netloc=netloc)), {"database password": PASSWORD}
-    return url, {}  # someone else's server: only the control token is looked for
-
-
-async def _everything_served(services: dict[str, dict[str, Any]]) -> str:
-    """Every status, metrics and control answer the stack gives, as one text."""
-    texts = []
-    async with httpx.AsyncClient(auth=AUTH, timeout=10) as client:
-        for entry in services.values():
-            for path in ("/healthz", "/readyz", "/metrics"):
-                texts.append((await client.get(entry["url"] + path)).text)
-        risk = services["risk"]["url"]
-        for path in ("/v1/status", "/v1/positions", "/v1/decisions?limit=1000"):
-            texts.append((await client.get(risk + path)).text)
-        refused = await client.get(
-            risk + "/v1/status", headers={"Authorization": "Bearer no"}, auth=None
-        )
-        assert refused.status_code == 401
-        texts.append(refused.text)
-    return "\n".join(texts)
 
 
 def _launch(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:

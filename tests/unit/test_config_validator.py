@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import subprocess
 import sys
 import tempfile
@@ -154,6 +156,25 @@ def test_random_configs_get_a_report_never_a_traceback(documents):
         assert parsed["exit_status"] == report.exit_status
         assert all(p["file"] and p["message"] for p in parsed["problems"])
         assert (report.exit_status == 0) == (parsed["errors"] == 0)
+        _check_what_the_init_container_prints(Path(directory), report)
+
+
+def _check_what_the_init_container_prints(config_dir, report):
+    """The command the init container runs, in both formats: the report's exit status,
+    and a report on standard output (the text one names every problem and ends with the
+    verdict)."""
+    for output in ("text", "json"):
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            status = main(["--config-dir", str(config_dir), "--format", output])
+        assert status == report.exit_status
+        if output == "json":
+            assert orjson.loads(printed.getvalue())["exit_status"] == status
+            continue
+        text = printed.getvalue().rstrip("\n")
+        verdict = text.splitlines()[-1]
+        assert verdict.startswith(f"{config_dir}: {'valid' if status == 0 else 'INVALID'} (")
+        assert all(str(problem) in text for problem in report.problems)
 
 
 @settings(max_examples=100, deadline=None)
@@ -165,6 +186,7 @@ def test_random_file_text_gets_a_report_never_a_traceback(text):
         report = validate(path, {})
         assert report.exit_status in (1, 2)
         assert report.problems
+        _check_what_the_init_container_prints(path, report)
 
 
 def test_yaml_dump_round_trip_of_the_shipped_config_is_still_valid(tmp_path):
