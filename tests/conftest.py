@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -14,9 +15,15 @@ from hypothesis import settings
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from deploy.local.servers import HarnessError, resolve_postgres, resolve_redis
+from deploy.local.servers import (
+    HarnessError,
+    PostgresServer,
+    postgres_binaries,
+    resolve_postgres,
+    resolve_redis,
+)
 from shared.bus import BusKeys, create_redis
-from shared.db import make_engine
+from shared.db import make_engine, upgrade
 
 # CI replays the same examples every run, so a red build is reproducible; locally each run
 # explores new ones.
@@ -89,6 +96,22 @@ async def pg_engine(database_url: str, pg_schema: str) -> AsyncIterator[AsyncEng
     engine = make_engine(database_url, connect_args={"options": f"-csearch_path={pg_schema}"})
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[PostgresServer]:
+    """A Postgres server of this test's own, migrated, that it may stop and start again
+    (``halt``, ``resume``): an outage without touching the server other tests share."""
+    try:
+        initdb, pg_ctl = postgres_binaries()
+    except HarnessError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    server = await asyncio.to_thread(PostgresServer(initdb, pg_ctl).start)
+    try:
+        await asyncio.to_thread(upgrade, server.url)
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import yaml
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from deploy.local.servers import HarnessError, PostgresServer, postgres_binaries
+from deploy.local.servers import PostgresServer
 from services.exchange_sim.limits import WindowLimiter, WindowVerdict
 from services.execution.app import ExecutionSettings, bootstrap
 from services.execution.orders import client_order_id
@@ -510,21 +510,6 @@ async def test_a_hung_order_holds_up_only_its_own_intent(live: Live, tmp_path: P
         assert hung.locked()
         await live.finished("entry:hung")
         await live.finished("entry:waiting")
-
-
-@pytest.fixture
-async def own_postgres() -> AsyncIterator[PostgresServer]:
-    """A Postgres of this test's own, migrated, that it can stop and start again."""
-    try:
-        initdb, pg_ctl = postgres_binaries()
-    except HarnessError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    server = await asyncio.to_thread(PostgresServer(initdb, pg_ctl).start)
-    try:
-        await asyncio.to_thread(upgrade, server.url)
-        yield server
-    finally:
-        await asyncio.to_thread(server.stop)
 
 
 async def test_fills_made_while_postgres_is_down_are_stored_and_reported_once_it_is_back(

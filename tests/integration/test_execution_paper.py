@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import insert, update
 
+from services.execution.orders import client_order_id
 from shared.bus import Publisher
 from shared.clock import SimulatedClock
-from shared.db import ExecutionIntent, SlippageCalibration, upgrade
+from shared.db import ExecutionIntent, SlippageCalibration, make_engine, upgrade
 from shared.messages import (
     CancelOrders,
     IntentFinished,
@@ -32,7 +34,7 @@ from tests.support.execution import (
     orders_of,
     place_order,
 )
-from tests.support.polling import eventually
+from tests.support.polling import eventually, metric
 from tests.support.risk import seed_catalog
 
 START = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
@@ -306,3 +308,38 @@ async def test_modeled_slippage_comes_from_the_latest_calibration_of_the_mode(st
         tier_1 = handle.service.costs.tier(1)
         assert (tier_1.base_slippage_bps, tier_1.impact_coefficient_bps) == (Decimal("3.5"), 2)
         assert handle.service.costs.tier(2).base_slippage_bps == 25  # never fitted: config
+
+
+async def test_a_paper_fill_made_while_postgres_is_down_is_stored_and_reported_once(
+    redis, redis_url, bus_keys, own_postgres
+):
+    """The paper book fills a resting order while Postgres is down: the timer round that
+    takes the fill cannot record it. Once Postgres is back, the intent is rebuilt from its
+    record and the paper venue, which still holds the order, and the fill lands once."""
+    database = make_engine(own_postgres.url)
+    clock = SimulatedClock(START)
+    await seed_catalog(redis, bus_keys, clock)
+    stack = {"redis": redis, "keys": bus_keys, "db": database, "clock": clock,
+             "market": Market(Publisher(redis, keys=bus_keys), clock)}  # fmt: skip
+    market = stack["market"]
+    async with execution_service(redis_url, bus_keys, database, clock) as handle:
+        await _open_market(handle, market)
+        await market.publish(place_order("entry:outage", clock, quote="1000"), origin_ts=5)
+        await eventually(lambda: _status(stack, "entry:outage", OrderStatus.OPEN), what="resting")
+        await asyncio.to_thread(own_postgres.halt)
+        rebuilt = metric("execution_intent_resyncs_total")
+        await market.tick("49985", "50010", last="49985", last_size="5")  # through it: fills
+        venue = handle.service.venue
+        order = venue.account.order_by_client_id(client_order_id("entry:outage", 0))
+        await eventually(lambda: order.status.value == "FILLED", what="the paper fill")
+        await asyncio.sleep(0.5)  # some 25 timer rounds take the fill and fail to record it
+        assert not await _status(stack, "entry:outage", OrderStatus.FILLED)
+        await asyncio.to_thread(own_postgres.resume)
+        finished = await _finished(stack, "entry:outage")
+        assert metric("execution_intent_resyncs_total") == rebuilt + 1
+    assert finished.status is OrderStatus.FILLED
+    [fill] = await fills_of(database, "entry:outage")
+    assert (fill.liquidity, fill.price, fill.size) == ("MAKER", Decimal("49990"), order.filled_size)
+    reported = [e.data for e in await _reports(stack) if isinstance(e.data, OrderFilled)]
+    assert [r.trade_id for r in reported] == [fill.trade_id]
+    await database.dispose()
