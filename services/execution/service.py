@@ -125,6 +125,10 @@ def entry_refusal(command: PlaceOrder, info: ProductInfo | None) -> str:
     return ""
 
 
+class RecordBehind(Exception):
+    """An intent's memory is ahead of its record and could not be rebuilt yet."""
+
+
 class ExecutionService:
     def __init__(
         self, *, config: AppConfig, venue: Venue, store: IntentStore, reports: ReportSink,
@@ -219,21 +223,28 @@ class ExecutionService:
             if lock.locked():
                 continue  # still being driven; the next round rebuilds it
             async with lock:
-                self._inbox = [r for r in self._inbox
-                               if self._intent_of(r.client_order_id) != intent_id]  # fmt: skip
-                record = stored.get(intent_id)
-                if record is None:  # reported finished: nothing of it was lost
-                    self._unsynced.discard(intent_id)
-                    continue
-                machine = await self._recover(record, now)
-                recorded = len(self._trades[intent_id])
-                reports = await self.venue.reconcile(self._working([machine]), now)
-                step, fills = self._apply(machine, reports, now)
-                self._unsynced.discard(intent_id)  # a failure from here marks it again
-                RESYNCS.inc()
-                _log.info("intent rebuilt from its record and the venue", intent_id=intent_id,
-                          fills_recorded=recorded, fills_found=len(fills))  # fmt: skip
-                await self._drive(machine, step, fills)
+                try:
+                    await self._rebuild(intent_id, stored.get(intent_id), now)
+                except Exception as exc:  # one intent's trouble holds up no other
+                    _log.warning(
+                        "rebuilding an intent failed; the next round tries again",
+                        intent_id=intent_id, error=f"{type(exc).__name__}: {exc}",
+                    )  # fmt: skip
+
+    async def _rebuild(self, intent_id: str, record: StoredIntent | None, now: datetime) -> None:
+        self._inbox = [r for r in self._inbox if self._intent_of(r.client_order_id) != intent_id]
+        if record is None:  # reported finished: nothing of it was lost
+            self._unsynced.discard(intent_id)
+            return
+        machine = await self._recover(record, now)
+        recorded = len(self._trades[intent_id])
+        reports = await self.venue.reconcile(self._working([machine]), now)
+        step, fills = self._apply(machine, reports, now)
+        self._unsynced.discard(intent_id)  # a failure from here marks it again
+        RESYNCS.inc()
+        _log.info("intent rebuilt from its record and the venue", intent_id=intent_id,
+                  fills_recorded=recorded, fills_found=len(fills))  # fmt: skip
+        await self._drive(machine, step, fills)
 
     def _resume(self, stored: StoredIntent, now: datetime) -> IntentExecution:
         command = stored.command
@@ -295,16 +306,24 @@ class ExecutionService:
         self._drive_in_background(lock, machine, step, recorded=True)
 
     async def on_cancel(self, command: CancelOrders) -> None:
-        """Cancel the working intents of these kinds and products."""
-        await self._resync()  # a cancel acts on intents as recorded, never on stale memory
-        for machine in self._open():
-            intent = machine.intent
-            if intent.kind not in command.kinds:
-                continue
-            if command.product_ids and intent.product_id not in command.product_ids:
-                continue
+        """Cancel the working intents of these kinds and products. A cancel acts on
+        intents as recorded: one that cannot be rebuilt yet fails the handler, and the
+        cancel is retried from the stream."""
+        await self._resync()
+        targets = [
+            machine.intent.intent_id for machine in self._open()
+            if machine.intent.kind in command.kinds
+            and (not command.product_ids or machine.intent.product_id in command.product_ids)
+        ]  # fmt: skip
+        behind = [intent_id for intent_id in targets if intent_id in self._unsynced]
+        if behind:
+            raise RecordBehind(f"intents not yet rebuilt from their record: {behind}")
+        for intent_id in targets:
             # in the handler, not in the background: a cancel whose step failed is retried
-            async with self._locks[intent.intent_id]:
+            async with self._locks[intent_id]:
+                machine = self.intents.get(intent_id)  # a rebuild may have replaced it
+                if machine is None or machine.finished is not None:
+                    continue
                 step = machine.cancel(command.reason, self._clock.now())
                 await self._drive(machine, step, [])
 

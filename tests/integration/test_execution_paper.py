@@ -343,3 +343,41 @@ async def test_a_paper_fill_made_while_postgres_is_down_is_stored_and_reported_o
     reported = [e.data for e in await _reports(stack) if isinstance(e.data, OrderFilled)]
     assert [r.trade_id for r in reported] == [fill.trade_id]
     await database.dispose()
+
+
+async def test_a_cancel_waits_for_the_record_and_acts_on_the_intent_as_rebuilt(
+    redis, redis_url, bus_keys, own_postgres
+):
+    """Part of a resting order fills while Postgres is down. A cancel then cannot be
+    handled (it is retried from the stream); once Postgres is back it cancels the intent
+    as rebuilt from its record, and the part that filled is recorded once."""
+    database = make_engine(own_postgres.url)
+    clock = SimulatedClock(START)
+    await seed_catalog(redis, bus_keys, clock)
+    stack = {"redis": redis, "keys": bus_keys, "db": database, "clock": clock,
+             "market": Market(Publisher(redis, keys=bus_keys), clock)}  # fmt: skip
+    market = stack["market"]
+    cancel = CancelOrders(command_id="c-outage", kinds=(IntentKind.ENTRY,), reason="paused",
+                          issued_at=clock.now())  # fmt: skip
+    async with execution_service(redis_url, bus_keys, database, clock) as handle:
+        service = handle.service
+        await _open_market(handle, market)
+        await market.publish(place_order("entry:part", clock, base="0.1"), origin_ts=6)
+        await eventually(lambda: _status(stack, "entry:part", OrderStatus.OPEN), what="resting")
+        await asyncio.to_thread(own_postgres.halt)
+        await market.tick("49985", "50010", last="49985", last_size="0.04")  # fills 0.04
+        order = service.venue.account.order_by_client_id(client_order_id("entry:part", 0))
+        await eventually(lambda: order.filled_size > 0, what="the paper fill")
+        await eventually(lambda: "entry:part" in service._unsynced, what="the failed record")
+        with pytest.raises(Exception, match="connect"):
+            await service.on_cancel(cancel)
+        await asyncio.to_thread(own_postgres.resume)
+        await service.on_cancel(cancel)
+        finished = await _finished(stack, "entry:part")
+    assert finished.status is OrderStatus.CANCELLED and finished.reason == "paused"
+    [fill] = await fills_of(database, "entry:part")
+    assert fill.size == order.filled_size == finished.filled_base
+    assert order.status.value == "CANCELLED"
+    reported = [e.data for e in await _reports(stack) if isinstance(e.data, OrderFilled)]
+    assert [r.trade_id for r in reported] == [fill.trade_id]
+    await database.dispose()
