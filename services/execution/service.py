@@ -340,7 +340,7 @@ class ExecutionService:
             try:
                 await self._drive(machine, step, [], recorded=recorded)
             except Exception as exc:
-                _log.warning("driving an intent failed; its timers take it on",
+                _log.warning("driving an intent failed; the next timer round rebuilds it",
                              intent_id=machine.intent.intent_id,
                              error=f"{type(exc).__name__}: {exc}")  # fmt: skip
             finally:
