@@ -152,6 +152,21 @@ class Live:
         quotes = handle.service._quotes
         await eventually(lambda: quotes.get(PRODUCT, (0, 0))[0] == bid, what="quote seen")
 
+    async def resting_far(
+        self, handle: ExecutionHandle, intent_id: str, origin_ts: int
+    ) -> tuple[PlaceOrder, SimOrder, Decimal]:
+        """A maker entry for 0.004 resting at a bid 10% down, where the still market never
+        goes: the command, its order at the venue, and its limit."""
+        bid, ask = await self.best()
+        far = (bid * Decimal("0.9")).quantize(Decimal("0.01"))
+        command = intent(intent_id, (bid + ask) / 2, base="0.004",
+                         liquidity=LiquidityPreference.MAKER_FIRST)  # fmt: skip
+        await self.tick(handle, far, ask)
+        await self.publish(command, origin_ts=origin_ts)
+        await eventually(lambda: self.order_status(intent_id, OrderStatus.OPEN), what="resting")
+        [resting] = self.venue_orders(intent_id)
+        return command, resting, far
+
     async def reports(self) -> list[Envelope[Payload]]:
         entries = await self.redis.xrange(self.keys.stream("exec.reports"))
         return [decode(fields[b"env"]) for _id, fields in entries or [] if fields]
@@ -183,12 +198,12 @@ class Live:
         return mine[::-1]
 
 
-@pytest.fixture
-async def live(
-    redis: Redis, redis_url: str, bus_keys: BusKeys, pg_url: str, pg_engine: AsyncEngine,
-    key: CdpTestKey, sim_settings: dict[str, Any],
+@contextlib.asynccontextmanager
+async def live_stack(
+    redis: Redis, redis_url: str, bus_keys: BusKeys, database: AsyncEngine, key: CdpTestKey,
+    sim_settings: dict[str, Any],
 ) -> AsyncIterator[Live]:  # fmt: skip
-    upgrade(pg_url)
+    """exchange-sim with a still market, the rate limiter and a client, over ``database``."""
     async with (
         running_sim(key, **{"sim_step_ms": 10_000, **sim_settings}) as sim,
         rate_limiter_service(redis_url, bus_keys.prefix) as limiter_url,
@@ -196,9 +211,19 @@ async def live(
     ):
         limiter = RateLimitClient(limiter_http, load_config(CONFIG_DIR).ratelimits)
         async with coinbase_client(sim.base_url, limiter, key) as rest:
-            stack = Live(redis, redis_url, bus_keys, pg_engine, sim, limiter_url, rest, key)
+            stack = Live(redis, redis_url, bus_keys, database, sim, limiter_url, rest, key)
             await stack.seed_catalog()
             yield stack
+
+
+@pytest.fixture
+async def live(
+    redis: Redis, redis_url: str, bus_keys: BusKeys, pg_url: str, pg_engine: AsyncEngine,
+    key: CdpTestKey, sim_settings: dict[str, Any],
+) -> AsyncIterator[Live]:  # fmt: skip
+    upgrade(pg_url)
+    async with live_stack(redis, redis_url, bus_keys, pg_engine, key, sim_settings) as stack:
+        yield stack
 
 
 async def _ready(handle: ExecutionHandle) -> bool:
@@ -431,16 +456,8 @@ async def test_a_restart_reconciles_an_order_whose_answer_was_lost(live: Live) -
 
 
 async def test_a_restart_records_the_fills_it_missed_once(live: Live) -> None:
-    bid, ask = await live.best()
-    far = (bid * Decimal("0.9")).quantize(Decimal("0.01"))
-    command = intent("entry:missed", (bid + ask) / 2, base="0.004",
-                     liquidity=LiquidityPreference.MAKER_FIRST)  # fmt: skip
     async with live.service() as handle:
-        await live.tick(handle, far, ask)
-        await live.publish(command, origin_ts=801)
-        await eventually(lambda: live.order_status("entry:missed", OrderStatus.OPEN),
-                         what="resting")  # fmt: skip
-        [resting] = live.venue_orders("entry:missed")
+        command, resting, far = await live.resting_far(handle, "entry:missed", origin_ts=801)
         # the market prints through the limit: part of it fills while execution watches
         live.sim.venue.account.on_trade(PRODUCT, far - 1, Decimal("0.001"), live.clock.now())
         await eventually(lambda: live.order_status("entry:missed", OrderStatus.PARTIALLY_FILLED),
@@ -520,40 +537,24 @@ async def test_fills_made_while_postgres_is_down_are_stored_and_reported_once_it
     fills and cannot record them. Once Postgres is back, the intent is rebuilt from its
     record and the venue, and each fill is recorded and reported once, with no restart."""
     database = make_engine(own_postgres.url)
-    async with (
-        running_sim(key, sim_step_ms=10_000) as sim,
-        rate_limiter_service(redis_url, bus_keys.prefix) as limiter_url,
-        httpx.AsyncClient(base_url=limiter_url, timeout=5) as limiter_http,
-    ):
-        limiter = RateLimitClient(limiter_http, load_config(CONFIG_DIR).ratelimits)
-        async with coinbase_client(sim.base_url, limiter, key) as rest:
-            live = Live(redis, redis_url, bus_keys, database, sim, limiter_url, rest, key)
-            await live.seed_catalog()
-            bid, ask = await live.best()
-            far = (bid * Decimal("0.9")).quantize(Decimal("0.01"))
-            command = intent("entry:outage", (bid + ask) / 2, base="0.004",
-                             liquidity=LiquidityPreference.MAKER_FIRST)  # fmt: skip
-            async with live.service() as handle:
-                await live.tick(handle, far, ask)
-                await live.publish(command, origin_ts=901)
-                await eventually(lambda: live.order_status("entry:outage", OrderStatus.OPEN),
-                                 what="resting")  # fmt: skip
-                [resting] = live.venue_orders("entry:outage")
-                await asyncio.to_thread(own_postgres.halt)
-                rebuilt = metric("execution_intent_resyncs_total")
-                # the market prints through the limit while Postgres is down: two fills
-                for size in ("0.001", "0.003"):
-                    sim.venue.account.on_trade(PRODUCT, far - 1, Decimal(size), live.clock.now())
-                assert resting.status.value == "FILLED" and len(resting.fills) == 2
-                await asyncio.sleep(1)  # ten of execution's polls see the fills, and fail
-                assert not await live.order_status("entry:outage", OrderStatus.PARTIALLY_FILLED)
-                assert (await handle.client.get("/healthz")).status_code == 200
-                await asyncio.to_thread(own_postgres.resume)
-                finished = await live.finished("entry:outage", within=30)
-            assert metric("execution_intent_resyncs_total") == rebuilt + 1
-            assert finished.status is OrderStatus.FILLED
-            assert finished.filled_base == Decimal("0.004")
-            fills = await assert_the_venues_fills(live, command)
-            assert sorted(f.size for f in fills) == [Decimal("0.001"), Decimal("0.003")]
-            await assert_reported_once(live, "entry:outage", 901)
+    async with live_stack(redis, redis_url, bus_keys, database, key, {}) as live:
+        async with live.service() as handle:
+            command, resting, far = await live.resting_far(handle, "entry:outage", origin_ts=901)
+            await asyncio.to_thread(own_postgres.halt)
+            rebuilt = metric("execution_intent_resyncs_total")
+            # the market prints through the limit while Postgres is down: two fills
+            for size in ("0.001", "0.003"):
+                live.sim.venue.account.on_trade(PRODUCT, far - 1, Decimal(size), live.clock.now())
+            assert resting.status.value == "FILLED" and len(resting.fills) == 2
+            await asyncio.sleep(1)  # ten of execution's polls see the fills, and fail
+            assert not await live.order_status("entry:outage", OrderStatus.PARTIALLY_FILLED)
+            assert (await handle.client.get("/healthz")).status_code == 200
+            await asyncio.to_thread(own_postgres.resume)
+            finished = await live.finished("entry:outage", within=30)
+        assert metric("execution_intent_resyncs_total") == rebuilt + 1
+        assert finished.status is OrderStatus.FILLED
+        assert finished.filled_base == Decimal("0.004")
+        fills = await assert_the_venues_fills(live, command)
+        assert sorted(f.size for f in fills) == [Decimal("0.001"), Decimal("0.003")]
+        await assert_reported_once(live, "entry:outage", 901)
     await database.dispose()

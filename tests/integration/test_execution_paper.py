@@ -310,19 +310,28 @@ async def test_modeled_slippage_comes_from_the_latest_calibration_of_the_mode(st
         assert handle.service.costs.tier(2).base_slippage_bps == 25  # never fitted: config
 
 
+@pytest.fixture
+async def outage_stack(redis, redis_url, bus_keys, own_postgres):
+    """The ``stack`` of these tests, on a Postgres of the test's own that it may stop."""
+    database = make_engine(own_postgres.url)
+    clock = SimulatedClock(START)
+    await seed_catalog(redis, bus_keys, clock)
+    yield {"redis": redis, "redis_url": redis_url, "keys": bus_keys, "db": database,
+           "clock": clock, "market": Market(Publisher(redis, keys=bus_keys), clock),
+           "postgres": own_postgres}  # fmt: skip
+    await database.dispose()
+
+
 async def test_a_paper_fill_made_while_postgres_is_down_is_stored_and_reported_once(
-    redis, redis_url, bus_keys, own_postgres
+    outage_stack,
 ):
     """The paper book fills a resting order while Postgres is down: the timer round that
     takes the fill cannot record it. Once Postgres is back, the intent is rebuilt from its
     record and the paper venue, which still holds the order, and the fill lands once."""
-    database = make_engine(own_postgres.url)
-    clock = SimulatedClock(START)
-    await seed_catalog(redis, bus_keys, clock)
-    stack = {"redis": redis, "keys": bus_keys, "db": database, "clock": clock,
-             "market": Market(Publisher(redis, keys=bus_keys), clock)}  # fmt: skip
+    stack = outage_stack
+    database, clock, own_postgres = stack["db"], stack["clock"], stack["postgres"]
     market = stack["market"]
-    async with execution_service(redis_url, bus_keys, database, clock) as handle:
+    async with _service(stack) as handle:
         await _open_market(handle, market)
         await market.publish(place_order("entry:outage", clock, quote="1000"), origin_ts=5)
         await eventually(lambda: _status(stack, "entry:outage", OrderStatus.OPEN), what="resting")
@@ -342,24 +351,18 @@ async def test_a_paper_fill_made_while_postgres_is_down_is_stored_and_reported_o
     assert (fill.liquidity, fill.price, fill.size) == ("MAKER", Decimal("49990"), order.filled_size)
     reported = [e.data for e in await _reports(stack) if isinstance(e.data, OrderFilled)]
     assert [r.trade_id for r in reported] == [fill.trade_id]
-    await database.dispose()
 
 
-async def test_a_cancel_waits_for_the_record_and_acts_on_the_intent_as_rebuilt(
-    redis, redis_url, bus_keys, own_postgres
-):
+async def test_a_cancel_waits_for_the_record_and_acts_on_the_intent_as_rebuilt(outage_stack):
     """Part of a resting order fills while Postgres is down. A cancel then cannot be
     handled (it is retried from the stream); once Postgres is back it cancels the intent
     as rebuilt from its record, and the part that filled is recorded once."""
-    database = make_engine(own_postgres.url)
-    clock = SimulatedClock(START)
-    await seed_catalog(redis, bus_keys, clock)
-    stack = {"redis": redis, "keys": bus_keys, "db": database, "clock": clock,
-             "market": Market(Publisher(redis, keys=bus_keys), clock)}  # fmt: skip
+    stack = outage_stack
+    database, clock, own_postgres = stack["db"], stack["clock"], stack["postgres"]
     market = stack["market"]
     cancel = CancelOrders(command_id="c-outage", kinds=(IntentKind.ENTRY,), reason="paused",
                           issued_at=clock.now())  # fmt: skip
-    async with execution_service(redis_url, bus_keys, database, clock) as handle:
+    async with _service(stack) as handle:
         service = handle.service
         await _open_market(handle, market)
         await market.publish(place_order("entry:part", clock, base="0.1"), origin_ts=6)
@@ -380,4 +383,3 @@ async def test_a_cancel_waits_for_the_record_and_acts_on_the_intent_as_rebuilt(
     assert order.status.value == "CANCELLED"
     reported = [e.data for e in await _reports(stack) if isinstance(e.data, OrderFilled)]
     assert [r.trade_id for r in reported] == [fill.trade_id]
-    await database.dispose()
