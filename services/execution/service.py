@@ -75,6 +75,10 @@ RESYNCS = Counter(
     "Intents rebuilt from Postgres and the venue after their driving failed part way.",
 )
 OPEN_INTENTS = Gauge("execution_open_intents", "Intents not yet finished.")
+BEHIND = Gauge(
+    "execution_intents_behind_record",
+    "Intents whose memory is ahead of their record (a write or report failed), to be rebuilt.",
+)
 SLIPPAGE_BUCKETS = (-100, -50, -20, -10, -5, 0, 5, 10, 20, 50, 100, 200, 500)
 SLIPPAGE = Histogram(
     "execution_slippage_bps",
@@ -231,16 +235,20 @@ class ExecutionService:
                         intent_id=intent_id, error=f"{type(exc).__name__}: {exc}",
                     )  # fmt: skip
 
+    def _caught_up(self, intent_id: str) -> None:
+        self._unsynced.discard(intent_id)
+        BEHIND.set(len(self._unsynced))
+
     async def _rebuild(self, intent_id: str, record: StoredIntent | None, now: datetime) -> None:
         self._inbox = [r for r in self._inbox if self._intent_of(r.client_order_id) != intent_id]
         if record is None:  # reported finished: nothing of it was lost
-            self._unsynced.discard(intent_id)
+            self._caught_up(intent_id)
             return
         machine = await self._recover(record, now)
         recorded = len(self._trades[intent_id])
         reports = await self.venue.reconcile(self._working([machine]), now)
         step, fills = self._apply(machine, reports, now)
-        self._unsynced.discard(intent_id)  # a failure from here marks it again
+        self._caught_up(intent_id)  # a failure from here marks it again
         RESYNCS.inc()
         _log.info("intent rebuilt from its record and the venue", intent_id=intent_id,
                   fills_recorded=recorded, fills_found=len(fills))  # fmt: skip
@@ -462,6 +470,7 @@ class ExecutionService:
             await self._drive_steps(machine, step, fills, recorded=recorded)
         except BaseException:
             self._unsynced.add(machine.intent.intent_id)
+            BEHIND.set(len(self._unsynced))
             raise
 
     async def _drive_steps(

@@ -548,10 +548,12 @@ async def test_fills_made_while_postgres_is_down_are_stored_and_reported_once_it
             assert resting.status.value == "FILLED" and len(resting.fills) == 2
             await asyncio.sleep(1)  # ten of execution's polls see the fills, and fail
             assert not await live.order_status("entry:outage", OrderStatus.PARTIALLY_FILLED)
+            assert metric("execution_intents_behind_record") == 1
             assert (await handle.client.get("/healthz")).status_code == 200
             await asyncio.to_thread(own_postgres.resume)
             finished = await live.finished("entry:outage", within=30)
         assert metric("execution_intent_resyncs_total") == rebuilt + 1
+        assert metric("execution_intents_behind_record") == 0
         assert finished.status is OrderStatus.FILLED
         assert finished.filled_base == Decimal("0.004")
         fills = await assert_the_venues_fills(live, command)

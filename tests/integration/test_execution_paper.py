@@ -343,9 +343,11 @@ async def test_a_paper_fill_made_while_postgres_is_down_is_stored_and_reported_o
         await eventually(lambda: order.status.value == "FILLED", what="the paper fill")
         await asyncio.sleep(0.5)  # some 25 timer rounds take the fill and fail to record it
         assert not await _status(stack, "entry:outage", OrderStatus.FILLED)
+        assert metric("execution_intents_behind_record") == 1
         await asyncio.to_thread(own_postgres.resume)
         finished = await _finished(stack, "entry:outage")
         assert metric("execution_intent_resyncs_total") == rebuilt + 1
+        assert metric("execution_intents_behind_record") == 0
     assert finished.status is OrderStatus.FILLED
     [fill] = await fills_of(database, "entry:outage")
     assert (fill.liquidity, fill.price, fill.size) == ("MAKER", Decimal("49990"), order.filled_size)
