@@ -269,13 +269,10 @@ def _kill_order(rng: random.Random, kills: int) -> list[str]:
     return order[:kills]
 
 
-async def _running(stack_pid: int, module: str, within: float = 90) -> int:
+async def _running(stack_pid: int, module: str) -> int:
     """The pid of the service's process, waiting while the stack restarts it."""
-    deadline = asyncio.get_running_loop().time() + within
-    while (pid := _pid_of(stack_pid, module)) is None:
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{module} not running again within {within:g} s")
-        await asyncio.sleep(0.2)
+    pid: int = await eventually(lambda: _pid_of(stack_pid, module), within=90,
+                                what=f"{module} running again")  # fmt: skip
     return pid
 
 

@@ -546,7 +546,8 @@ async def test_fills_made_while_postgres_is_down_are_stored_and_reported_once_it
             for size in ("0.001", "0.003"):
                 live.sim.venue.account.on_trade(PRODUCT, far - 1, Decimal(size), live.clock.now())
             assert resting.status.value == "FILLED" and len(resting.fills) == 2
-            await asyncio.sleep(1)  # ten of execution's polls see the fills, and fail
+            await eventually(lambda: "entry:outage" in handle.service._unsynced,
+                             what="a poll seeing the fills and failing to record them")  # fmt: skip
             assert not await live.order_status("entry:outage", OrderStatus.PARTIALLY_FILLED)
             assert metric("execution_intents_behind_record") == 1
             assert (await handle.client.get("/healthz")).status_code == 200

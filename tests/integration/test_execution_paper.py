@@ -341,7 +341,8 @@ async def test_a_paper_fill_made_while_postgres_is_down_is_stored_and_reported_o
         venue = handle.service.venue
         order = venue.account.order_by_client_id(client_order_id("entry:outage", 0))
         await eventually(lambda: order.status.value == "FILLED", what="the paper fill")
-        await asyncio.sleep(0.5)  # some 25 timer rounds take the fill and fail to record it
+        await eventually(lambda: "entry:outage" in handle.service._unsynced,
+                         what="a timer round taking the fill and failing to record it")  # fmt: skip
         assert not await _status(stack, "entry:outage", OrderStatus.FILLED)
         assert metric("execution_intents_behind_record") == 1
         await asyncio.to_thread(own_postgres.resume)
